@@ -1,0 +1,133 @@
+//! The agent: framer, command table and policy in one sans-IO state
+//! machine, and a run loop over `embedded-io`.
+//!
+//! ```
+//! use agent_core::{Agent, CoreCommands, Policy};
+//!
+//! let mut agent = Agent::new([0u8; 256], CoreCommands::new(), Policy::new());
+//! let mut out = Vec::new();
+//! // Requests may arrive in any pieces.
+//! agent.feed(br#"{"execute": "guest-sy"#, &mut out).unwrap();
+//! agent.feed(br#"nc", "arguments": {"id": 1}, "id": "a"}"#, &mut out).unwrap();
+//! assert_eq!(out, b"{\"return\": 1, \"id\": \"a\"}\n");
+//! ```
+
+use embedded_io::{Read, Write};
+
+use crate::dispatch::{self, Commands, Info, Policy};
+use crate::framer::{Frame, Framer};
+use crate::response::{write_error, ErrorClass};
+
+/// Bytes read per [`Agent::serve`] iteration.
+pub const SERVE_CHUNK: usize = 512;
+
+/// A guest agent: feed it bytes, it writes responses.
+///
+/// `B` is the request buffer (its size is the largest request accepted),
+/// `C` the command table. Memory use is `B` plus the size of this struct;
+/// nothing is allocated.
+pub struct Agent<'p, B, C> {
+    framer: Framer<B>,
+    commands: C,
+    policy: Policy<'p>,
+    version: &'p str,
+}
+
+impl<'p, B: AsRef<[u8]> + AsMut<[u8]>, C: Commands> Agent<'p, B, C> {
+    /// An agent that frames requests in `buf` and runs `commands` under
+    /// `policy`. Its `guest-info` version is this crate's version until
+    /// [`with_version`](Self::with_version) says otherwise.
+    pub fn new(buf: B, commands: C, policy: Policy<'p>) -> Self {
+        Agent {
+            framer: Framer::new(buf),
+            commands,
+            policy,
+            version: crate::VERSION,
+        }
+    }
+
+    /// Report `version` in `guest-info`.
+    pub fn with_version(mut self, version: &'p str) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The command table.
+    pub fn commands(&self) -> &C {
+        &self.commands
+    }
+
+    /// The command table, mutably.
+    pub fn commands_mut(&mut self) -> &mut C {
+        &mut self.commands
+    }
+
+    /// The policy.
+    pub fn policy_mut(&mut self) -> &mut Policy<'p> {
+        &mut self.policy
+    }
+
+    /// Drop any partial request and error recovery: call it when the peer
+    /// is known to have gone (a new connection on a socket transport, the
+    /// host side of a virtio port closing).
+    pub fn reset(&mut self) {
+        self.framer.reset();
+    }
+
+    /// Whether no partial request is pending.
+    pub fn is_idle(&self) -> bool {
+        self.framer.is_idle()
+    }
+
+    /// Consume `input`: every request completed by it is dispatched and its
+    /// response (or protocol error) written to `out` before the next is
+    /// read. Returns the bytes consumed, always all of `input`.
+    ///
+    /// On a write error the request being answered has been consumed and
+    /// the rest of `input` has not; the peer is usually gone, so
+    /// [`reset`](Self::reset) before serving the next one.
+    pub fn feed<W: Write + ?Sized>(
+        &mut self,
+        input: &[u8],
+        out: &mut W,
+    ) -> Result<usize, W::Error> {
+        let Agent {
+            framer,
+            commands,
+            policy,
+            version,
+        } = self;
+        let mut used = 0usize;
+        while let Some(rest) = input.get(used..).filter(|r| !r.is_empty()) {
+            let (n, frame) = framer.push(rest);
+            used = used.saturating_add(n);
+            match frame {
+                Some(Frame::Value(bytes)) => {
+                    dispatch::dispatch(bytes, commands, policy, Info { version }, out)?;
+                    out.flush()?;
+                }
+                Some(Frame::Error(error)) => {
+                    #[cfg(feature = "defmt")]
+                    defmt::warn!("protocol error (framer): {}", error);
+                    write_error(out, None, ErrorClass::GenericError, &error)?;
+                    out.flush()?;
+                }
+                None => {}
+            }
+        }
+        Ok(used)
+    }
+
+    /// Serve `port` until it reports end of input (a read of 0 bytes):
+    /// read, feed, repeat. Returns the port's first error.
+    pub fn serve<P: Read + Write>(&mut self, port: &mut P) -> Result<(), P::Error> {
+        let mut chunk = [0u8; SERVE_CHUNK];
+        loop {
+            let n = port.read(&mut chunk)?;
+            let Some(input) = chunk.get(..n).filter(|i| !i.is_empty()) else {
+                return Ok(());
+            };
+            self.feed(input, port)?;
+        }
+    }
+}

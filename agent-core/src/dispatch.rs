@@ -1,0 +1,341 @@
+//! Command tables, the block/allow policy, and dispatching one framed
+//! request to its handler (PROTOCOL.md §3 and §5).
+//!
+//! A [`Commands`] implementation is a table of commands with their
+//! handlers. Tables compose: `(CoreCommands::new(), MyCommands)` is a table
+//! whose commands are those of both, in that order. `guest-info` is
+//! answered here, from the whole table and the [`Policy`].
+//!
+//! ```
+//! use agent_core::dispatch::{CommandInfo, Commands, Policy};
+//! use agent_core::args::Args;
+//! use agent_core::response::{Replied, Reply};
+//! use agent_core::{Agent, CoreCommands};
+//!
+//! /// A table with one command, `guest-get-answer`.
+//! struct Answer;
+//!
+//! impl Commands for Answer {
+//!     fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
+//!         [CommandInfo::new("guest-get-answer")].into_iter()
+//!     }
+//!     fn call<W: embedded_io::Write + ?Sized>(
+//!         &mut self, _name: &str, args: Args<'_>, reply: Reply<'_, W>,
+//!     ) -> Result<Replied, W::Error> {
+//!         if let Err(e) = args.reject_unknown(&[]) {
+//!             return reply.error(e.class(), &e);
+//!         }
+//!         let mut value = reply.ok()?;
+//!         value.i64(42)?;
+//!         value.finish()
+//!     }
+//! }
+//!
+//! let blocked = ["guest-ping"];
+//! let mut agent = Agent::new([0u8; 256], (CoreCommands::new(), Answer), Policy::new().block(&blocked));
+//! let mut out = Vec::new();
+//! agent.feed(br#"{"execute": "guest-get-answer"} {"execute": "guest-ping"}"#, &mut out).unwrap();
+//! assert_eq!(
+//!     String::from_utf8(out).unwrap(),
+//!     "{\"return\": 42}\n\
+//!      {\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Command guest-ping has been disabled: the command is not allowed\"}}\n"
+//! );
+//! ```
+
+use core::fmt;
+
+use embedded_io::Write;
+
+use crate::args::Args;
+use crate::envelope::Request;
+use crate::json::{JsonStr, Value};
+use crate::parser;
+use crate::response::{write_error, ErrorClass, Replied, Reply};
+
+/// A command's entry in a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct CommandInfo {
+    /// The command's name, e.g. `guest-ping`.
+    pub name: &'static str,
+    /// Whether a successful call is answered (`false` for `guest-shutdown`
+    /// and the `guest-suspend-*` commands).
+    pub success_response: bool,
+}
+
+impl CommandInfo {
+    /// A command that answers on success.
+    pub const fn new(name: &'static str) -> Self {
+        CommandInfo {
+            name,
+            success_response: true,
+        }
+    }
+
+    /// A command that sends nothing on success.
+    pub const fn without_success_response(name: &'static str) -> Self {
+        CommandInfo {
+            name,
+            success_response: false,
+        }
+    }
+}
+
+/// A table of commands. Implement it for an adapter's command set; combine
+/// tables with tuples.
+pub trait Commands {
+    /// Every command of the table, in registration order (`guest-info`
+    /// lists them in reverse, as qemu-ga does).
+    fn list(&self) -> impl Iterator<Item = CommandInfo> + '_;
+
+    /// The entry for `name`, if the table has it.
+    fn lookup(&self, name: &str) -> Option<CommandInfo> {
+        self.list().find(|info| info.name == name)
+    }
+
+    /// Run command `name` (one of [`list`](Self::list)'s, and enabled) and
+    /// answer through `reply`. Errors in the return value are the sink's:
+    /// command failures are sent with [`Reply::error`].
+    fn call<W: Write + ?Sized>(
+        &mut self,
+        name: &str,
+        args: Args<'_>,
+        reply: Reply<'_, W>,
+    ) -> Result<Replied, W::Error>;
+}
+
+impl<A: Commands, B: Commands> Commands for (A, B) {
+    fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
+        self.0.list().chain(self.1.list())
+    }
+
+    fn call<W: Write + ?Sized>(
+        &mut self,
+        name: &str,
+        args: Args<'_>,
+        reply: Reply<'_, W>,
+    ) -> Result<Replied, W::Error> {
+        if self.0.lookup(name).is_some() {
+            self.0.call(name, args, reply)
+        } else {
+            self.1.call(name, args, reply)
+        }
+    }
+}
+
+/// Commands still allowed while filesystems are frozen.
+pub const FROZEN_ALLOWED: [&str; 6] = [
+    "guest-ping",
+    "guest-info",
+    "guest-sync",
+    "guest-sync-delimited",
+    "guest-fsfreeze-status",
+    "guest-fsfreeze-thaw",
+];
+
+/// Which commands are enabled: qemu-ga's `-a`/`--allow-rpcs`,
+/// `-b`/`--block-rpcs` and the frozen state (PROTOCOL.md §5).
+#[derive(Clone, Copy, Debug, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Policy<'p> {
+    allow: Option<&'p [&'p str]>,
+    block: &'p [&'p str],
+    frozen: bool,
+}
+
+impl<'p> Policy<'p> {
+    /// Everything enabled.
+    pub const fn new() -> Self {
+        Policy {
+            allow: None,
+            block: &[],
+            frozen: false,
+        }
+    }
+
+    /// Enable only these commands (an empty list leaves all enabled, as
+    /// qemu-ga does).
+    pub const fn allow(mut self, names: &'p [&'p str]) -> Self {
+        self.allow = if names.is_empty() { None } else { Some(names) };
+        self
+    }
+
+    /// Disable these commands.
+    pub const fn block(mut self, names: &'p [&'p str]) -> Self {
+        self.block = names;
+        self
+    }
+
+    /// Enter or leave the frozen state (only [`FROZEN_ALLOWED`] run).
+    pub fn set_frozen(&mut self, frozen: bool) {
+        self.frozen = frozen;
+    }
+
+    /// Whether the agent is in the frozen state.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// Whether `name` may run.
+    pub fn is_enabled(&self, name: &str) -> bool {
+        let allowed = self.allow.is_none_or(|list| list.contains(&name));
+        allowed && !self.block.contains(&name) && (!self.frozen || FROZEN_ALLOWED.contains(&name))
+    }
+}
+
+/// Why a well-formed request was not run. Both are CommandNotFound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum DispatchError<'a> {
+    /// "The command <name> has not been found"
+    NotFound(JsonStr<'a>),
+    /// "Command <name> has been disabled: the command is not allowed"
+    Disabled(&'a str),
+}
+
+impl fmt::Display for DispatchError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DispatchError::NotFound(name) => {
+                f.write_str("The command ")?;
+                name.chars()
+                    .try_for_each(|ch| fmt::Write::write_char(f, ch))?;
+                f.write_str(" has not been found")
+            }
+            DispatchError::Disabled(name) => write!(
+                f,
+                "Command {name} has been disabled: the command is not allowed"
+            ),
+        }
+    }
+}
+
+/// Longest command name looked up; longer names are simply not found.
+const MAX_NAME: usize = 64;
+
+/// What the agent needs to answer `guest-info`.
+#[derive(Clone, Copy, Debug)]
+pub struct Info<'v> {
+    /// The `version` member.
+    pub version: &'v str,
+}
+
+/// Answer one framed value: parse, check, dispatch, reply.
+pub fn dispatch<C: Commands, W: Write + ?Sized>(
+    frame: &[u8],
+    commands: &mut C,
+    policy: &Policy<'_>,
+    info: Info<'_>,
+    out: &mut W,
+) -> Result<(), W::Error> {
+    if let Err(error) = parser::validate(frame) {
+        log_protocol_error("parse", &error);
+        return write_error(out, None, ErrorClass::GenericError, &error);
+    }
+    let Some(value) = Value::parse(frame) else {
+        // Cannot happen after validation; answer like the parser would.
+        return write_error(
+            out,
+            None,
+            ErrorClass::GenericError,
+            &parser::ParseError::ExpectingValue,
+        );
+    };
+    let request = match Request::parse(value) {
+        Ok(request) => request,
+        Err((error, id)) => {
+            log_protocol_error("envelope", &error);
+            return write_error(out, id.as_ref(), ErrorClass::GenericError, &error);
+        }
+    };
+    let mut name_buf = [0u8; MAX_NAME];
+    let found = request
+        .execute
+        .decode_into(&mut name_buf)
+        .and_then(|name| commands.lookup(name).map(|info| (name, info)));
+    let Some((name, entry)) = found else {
+        let error = DispatchError::NotFound(request.execute);
+        log_protocol_error("dispatch", &error);
+        return write_error(
+            out,
+            request.id.as_ref(),
+            ErrorClass::CommandNotFound,
+            &error,
+        );
+    };
+    if !policy.is_enabled(name) {
+        let error = DispatchError::Disabled(name);
+        log_protocol_error("dispatch", &error);
+        return write_error(
+            out,
+            request.id.as_ref(),
+            ErrorClass::CommandNotFound,
+            &error,
+        );
+    }
+    let args = Args::new(request.arguments);
+    let reply = Reply::new(out, request.id, entry.success_response);
+    let _: Replied = if name == "guest-info" {
+        guest_info(commands, policy, info, args, reply)?
+    } else {
+        commands.call(name, args, reply)?
+    };
+    Ok(())
+}
+
+/// `guest-info`: `{"version": ..., "supported_commands": [{"enabled": ...,
+/// "name": ..., "success-response": ...}, ...]}`, commands in reverse
+/// registration order.
+fn guest_info<C: Commands, W: Write + ?Sized>(
+    commands: &C,
+    policy: &Policy<'_>,
+    info: Info<'_>,
+    args: Args<'_>,
+    reply: Reply<'_, W>,
+) -> Result<Replied, W::Error> {
+    if let Err(e) = args.reject_unknown(&[]) {
+        return reply.error(e.class(), &e);
+    }
+    let mut value = reply.ok()?;
+    value.begin_object()?;
+    value.key("version")?;
+    value.str(info.version)?;
+    value.key("supported_commands")?;
+    value.begin_array()?;
+    let count = commands.list().count();
+    for index in (0..count).rev() {
+        let Some(command) = commands.list().nth(index) else {
+            continue;
+        };
+        value.begin_object()?;
+        value.key("enabled")?;
+        value.bool(policy.is_enabled(command.name))?;
+        value.key("name")?;
+        value.str(command.name)?;
+        value.key("success-response")?;
+        value.bool(command.success_response)?;
+        value.end_object()?;
+    }
+    value.end_array()?;
+    value.end_object()?;
+    value.finish()
+}
+
+#[cfg(feature = "defmt")]
+fn log_protocol_error(layer: &str, error: &dyn fmt::Display) {
+    struct Text<'e>(&'e dyn fmt::Display);
+    impl fmt::Display for Text<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    defmt::warn!(
+        "protocol error ({=str}): {}",
+        layer,
+        defmt::Display2Format(&Text(error))
+    );
+}
+
+#[cfg(not(feature = "defmt"))]
+fn log_protocol_error(_layer: &str, _error: &dyn fmt::Display) {}

@@ -1,0 +1,441 @@
+//! Splitting the byte stream into top-level JSON values, as QEMU's
+//! `json-streamer.c` does, into a buffer the caller owns.
+//!
+//! The framer drives the [`Lexer`] and keeps QEMU's message accounting
+//! (PROTOCOL.md §2.3–2.4): brace and bracket counts, token count and token
+//! bytes. A value is complete when both counts are back to zero or either
+//! went negative (a stray `}` is a complete, if invalid, message). The
+//! bytes of the message are copied into the caller's buffer; a message that
+//! does not fit is still followed to its end and then reported as
+//! [`FrameError::TooLarge`], so the stream stays in sync.
+//!
+//! ```
+//! use agent_core::framer::{Frame, Framer};
+//!
+//! let mut framer = Framer::new([0u8; 64]);
+//! let input = br#" {"execute": "guest-ping"} [1"#;
+//! let (used, frame) = framer.push(input);
+//! assert_eq!(frame, Some(Frame::Value(&br#"{"execute": "guest-ping"}"#[..])));
+//! let (rest, frame) = framer.push(&input[used..]);
+//! assert_eq!((used + rest, frame), (input.len(), None)); // `[1` is incomplete
+//! ```
+
+use core::fmt;
+
+use crate::lexer::{Lexeme, Lexer, TokenKind, MAX_TOKEN_BYTES};
+use crate::unicode::ModUtf8Chars;
+
+/// QEMU's `MAX_TOKEN_COUNT`: the most tokens in one message.
+pub const MAX_TOKEN_COUNT: u32 = 2 * 1024 * 1024;
+/// QEMU's `MAX_NESTING`: the most open braces plus brackets.
+pub const MAX_NESTING: i64 = 1024;
+
+/// A complete message, or the error that ended one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Frame<'b> {
+    /// The bytes of one complete top-level value (lexically valid; the
+    /// parser still has to check its grammar).
+    Value(&'b [u8]),
+    /// A lexical error or an exceeded limit; the message was dropped.
+    Error(FrameError<'b>),
+}
+
+/// Why a message was dropped. [`Display`](fmt::Display) gives the
+/// description qemu-ga sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum FrameError<'b> {
+    /// A lexical error: "JSON parse error, stray '<token>'".
+    Stray(StrayToken<'b>),
+    /// "JSON token size limit exceeded" (64 MiB of tokens in one message,
+    /// or one token longer than that).
+    TokenSizeLimit,
+    /// "JSON token count limit exceeded" (2 Mi tokens in one message).
+    TokenCountLimit,
+    /// "JSON nesting depth limit exceeded" (more than 1024 open).
+    NestingLimit,
+    /// The message was longer than the caller's buffer.
+    TooLarge {
+        /// Bytes in the message, from its first token to its last.
+        size: usize,
+        /// The buffer's capacity.
+        capacity: usize,
+    },
+}
+
+/// The text of the token a lexical error ended: the unfinished token's bytes
+/// and the offending byte, raw (invalid UTF-8 is possible).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StrayToken<'b> {
+    /// The token's bytes as far as the buffer held them, offending byte
+    /// included when `elided` is false.
+    pub head: &'b [u8],
+    /// Whether part of the token did not fit the buffer; the offending
+    /// byte is then `last`, after the elision.
+    pub elided: bool,
+    /// The offending byte.
+    pub last: u8,
+}
+
+impl fmt::Display for FrameError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Stray(token) => {
+                // QEMU formats the token with "%s": it ends at a NUL byte,
+                // and its JSON writer turns invalid UTF-8 into U+FFFD.
+                let nul = token.head.iter().position(|&b| b == 0);
+                let head = token.head.get(..nul.unwrap_or(token.head.len())).unwrap_or_default();
+                f.write_str("JSON parse error, stray '")?;
+                for ch in ModUtf8Chars::new(head) {
+                    fmt::Write::write_char(f, ch)?;
+                }
+                if token.elided && nul.is_none() {
+                    f.write_str("...")?;
+                    if token.last != 0 {
+                        fmt::Write::write_char(f, ModUtf8Chars::new(&[token.last]).next().unwrap_or('?'))?;
+                    }
+                }
+                f.write_str("'")
+            }
+            FrameError::TokenSizeLimit => f.write_str("JSON token size limit exceeded"),
+            FrameError::TokenCountLimit => f.write_str("JSON token count limit exceeded"),
+            FrameError::NestingLimit => f.write_str("JSON nesting depth limit exceeded"),
+            FrameError::TooLarge { size, capacity } => write!(
+                f,
+                "JSON request too large: {size} bytes exceed the agent's request buffer of {capacity} bytes"
+            ),
+        }
+    }
+}
+
+/// Collects one top-level value at a time into the buffer `B`
+/// (`&mut [u8]`, `[u8; N]`, or anything else that derefs to bytes).
+#[derive(Debug)]
+pub struct Framer<B> {
+    lexer: Lexer,
+    buf: B,
+    /// Bytes of the current message stored in `buf`.
+    len: usize,
+    /// Bytes of the current message seen (stored or not).
+    size: usize,
+    /// Offset in the message where the unfinished token began.
+    token_start: usize,
+    /// Bytes of the unfinished token seen so far.
+    token_len: usize,
+    braces: i64,
+    brackets: i64,
+    tokens: u32,
+    token_bytes: usize,
+    /// The previous `push` returned a frame that borrowed `buf`.
+    emitted: bool,
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
+    /// A framer that stores messages in `buf`; its length is the largest
+    /// message accepted.
+    pub fn new(buf: B) -> Self {
+        Framer {
+            lexer: Lexer::new(),
+            buf,
+            len: 0,
+            size: 0,
+            token_start: 0,
+            token_len: 0,
+            braces: 0,
+            brackets: 0,
+            tokens: 0,
+            token_bytes: 0,
+            emitted: false,
+        }
+    }
+
+    /// The largest message this framer accepts, in bytes.
+    pub fn capacity(&self) -> usize {
+        self.buf.as_ref().len()
+    }
+
+    /// Drop any partial message and unfinished token, and leave error
+    /// recovery: the next byte is lexed from the start state.
+    pub fn reset(&mut self) {
+        self.lexer.reset();
+        self.clear_message();
+    }
+
+    /// Whether no message or token is in progress and no error recovery is
+    /// under way.
+    pub fn is_idle(&self) -> bool {
+        self.lexer.is_idle() && self.tokens == 0 && self.token_len == 0
+    }
+
+    /// Consume input until one frame is complete or the input is used up.
+    /// Returns the bytes consumed and the frame, if one completed; feed the
+    /// rest of the input in the next call.
+    pub fn push(&mut self, input: &[u8]) -> (usize, Option<Frame<'_>>) {
+        if self.emitted {
+            self.clear_message();
+        }
+        let mut pos = 0usize;
+        while let Some(rest) = input.get(pos..).filter(|rest| !rest.is_empty()) {
+            let step = self.lexer.step(rest);
+            let bytes = rest.get(..step.consumed).unwrap_or_default();
+            pos = pos.saturating_add(step.consumed);
+            match step.lexeme {
+                Lexeme::Skipped => {
+                    // Whitespace inside a message is kept; between messages
+                    // (and during recovery, which only happens between
+                    // messages) it is dropped.
+                    if self.tokens > 0 {
+                        self.store(bytes);
+                    }
+                }
+                Lexeme::Partial => self.store_token_bytes(bytes),
+                Lexeme::Token(kind) => {
+                    self.store_token_bytes(bytes);
+                    if let Some(frame) = self.on_token(kind) {
+                        self.emitted = true;
+                        return (pos, Some(self.frame(frame)));
+                    }
+                }
+                Lexeme::Error => {
+                    self.store_token_bytes(bytes);
+                    self.emitted = true;
+                    return (
+                        pos,
+                        Some(self.frame(Pending::Stray(bytes.last().copied().unwrap_or(0)))),
+                    );
+                }
+                Lexeme::Oversized => {
+                    self.emitted = true;
+                    return (
+                        pos,
+                        Some(self.frame(Pending::Limit(FrameError::TokenSizeLimit))),
+                    );
+                }
+            }
+        }
+        (pos, None)
+    }
+
+    fn clear_message(&mut self) {
+        self.len = 0;
+        self.size = 0;
+        self.token_start = 0;
+        self.token_len = 0;
+        self.braces = 0;
+        self.brackets = 0;
+        self.tokens = 0;
+        self.token_bytes = 0;
+        self.emitted = false;
+    }
+
+    fn store_token_bytes(&mut self, bytes: &[u8]) {
+        if self.token_len == 0 {
+            self.token_start = self.size;
+        }
+        self.token_len = self.token_len.saturating_add(bytes.len());
+        self.store(bytes);
+    }
+
+    fn store(&mut self, bytes: &[u8]) {
+        self.size = self.size.saturating_add(bytes.len());
+        let buf = self.buf.as_mut();
+        let Some(room) = buf.get_mut(self.len..) else {
+            return;
+        };
+        let n = bytes.len().min(room.len());
+        if let (Some(dst), Some(src)) = (room.get_mut(..n), bytes.get(..n)) {
+            dst.copy_from_slice(src);
+            self.len = self.len.saturating_add(n);
+        }
+    }
+
+    /// QEMU's `json_message_process_token` for one complete token.
+    fn on_token(&mut self, kind: TokenKind) -> Option<Pending> {
+        let token_len = core::mem::take(&mut self.token_len);
+        match kind {
+            TokenKind::LeftBrace => self.braces = self.braces.saturating_add(1),
+            TokenKind::RightBrace => self.braces = self.braces.saturating_sub(1),
+            TokenKind::LeftBracket => self.brackets = self.brackets.saturating_add(1),
+            TokenKind::RightBracket => self.brackets = self.brackets.saturating_sub(1),
+            _ => {}
+        }
+        if self.token_bytes.saturating_add(token_len).saturating_add(1) > MAX_TOKEN_BYTES {
+            return Some(Pending::Limit(FrameError::TokenSizeLimit));
+        }
+        if self.tokens.saturating_add(1) > MAX_TOKEN_COUNT {
+            return Some(Pending::Limit(FrameError::TokenCountLimit));
+        }
+        if self.braces.saturating_add(self.brackets) > MAX_NESTING {
+            return Some(Pending::Limit(FrameError::NestingLimit));
+        }
+        self.tokens = self.tokens.saturating_add(1);
+        self.token_bytes = self.token_bytes.saturating_add(token_len);
+        let open = self.braces > 0 || self.brackets > 0;
+        if open && self.braces >= 0 && self.brackets >= 0 {
+            return None;
+        }
+        Some(Pending::Value)
+    }
+
+    fn frame(&self, pending: Pending) -> Frame<'_> {
+        let stored = self.buf.as_ref().get(..self.len).unwrap_or_default();
+        let complete = self.len == self.size;
+        match pending {
+            Pending::Value if complete => Frame::Value(stored),
+            Pending::Value => Frame::Error(FrameError::TooLarge {
+                size: self.size,
+                capacity: self.capacity(),
+            }),
+            Pending::Limit(error) => Frame::Error(error),
+            Pending::Stray(last) => {
+                let head = stored.get(self.token_start..).unwrap_or_default();
+                Frame::Error(FrameError::Stray(StrayToken {
+                    head,
+                    elided: !complete,
+                    last,
+                }))
+            }
+        }
+    }
+}
+
+/// A frame decided but not yet borrowed from the buffer.
+enum Pending {
+    Value,
+    Limit(FrameError<'static>),
+    Stray(u8),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used
+    )]
+    use super::*;
+    extern crate std;
+    use std::string::{String, ToString};
+    use std::vec::Vec;
+
+    /// Every frame in `input`, rendered as text.
+    fn frames_with(capacity: usize, input: &[u8]) -> Vec<String> {
+        let mut framer = Framer::new(vec![0u8; capacity]);
+        let mut out = Vec::new();
+        let mut rest = input;
+        while !rest.is_empty() {
+            let (n, frame) = framer.push(rest);
+            match frame {
+                Some(Frame::Value(v)) => out.push(String::from_utf8_lossy(v).into_owned()),
+                Some(Frame::Error(e)) => out.push(std::format!("error: {e}")),
+                None => {}
+            }
+            rest = &rest[n..];
+        }
+        out
+    }
+
+    fn frames(input: &[u8]) -> Vec<String> {
+        frames_with(4096, input)
+    }
+
+    #[test]
+    fn splits_values() {
+        assert_eq!(
+            frames(b" {\"a\": [1, 2]}\n{\"b\":{}} [3]"),
+            ["{\"a\": [1, 2]}", "{\"b\":{}}", "[3]"]
+        );
+    }
+
+    #[test]
+    fn scalars_are_messages_of_their_own() {
+        assert_eq!(frames(b"42 \"x\" true "), ["42", "\"x\"", "true"]);
+        // A number needs its lookahead byte.
+        assert_eq!(frames(b"42"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn stray_closers_end_a_message() {
+        assert_eq!(frames(b"}"), ["}"]);
+        assert_eq!(frames(b"{\"a\":1]"), ["{\"a\":1]"]);
+        // Misnested but balanced: kept together.
+        assert_eq!(frames(b"[{]}"), ["[{]}"]);
+    }
+
+    #[test]
+    fn lexical_error_drops_the_message_and_reports_the_token() {
+        assert_eq!(
+            frames(b"{\"execute\":\"guest-pi\xFF{\"execute\":\"guest-ping\"}"),
+            [
+                "error: JSON parse error, stray '\"guest-pi\u{FFFD}'",
+                "{\"execute\":\"guest-ping\"}"
+            ]
+        );
+        assert_eq!(
+            frames(b"\xFF"),
+            ["error: JSON parse error, stray '\u{FFFD}'"]
+        );
+        // A newline is whitespace, not a reset.
+        assert_eq!(
+            frames(b"{\"execute\":\"guest-ping\"\n}"),
+            ["{\"execute\":\"guest-ping\"\n}"]
+        );
+    }
+
+    #[test]
+    fn nesting_limit() {
+        let ok = [&[b'['; 1024][..], &[b']'; 1024][..]].concat();
+        assert_eq!(frames(&ok).len(), 1);
+        let deep = [&[b'['; 1025][..], b"]"].concat();
+        // QEMU drops the message at the 1025th `[`; the `]` then stands alone.
+        assert_eq!(
+            frames(&deep),
+            ["error: JSON nesting depth limit exceeded", "]"]
+        );
+    }
+
+    #[test]
+    fn token_count_limit() {
+        // `[` + 2Mi - 1 tokens "0," ... then more: the 2Mi+1-th token fails.
+        let mut input = Vec::from(&b"["[..]);
+        for _ in 0..(MAX_TOKEN_COUNT / 2) {
+            input.extend_from_slice(b"0,");
+        }
+        input.extend_from_slice(b"0]");
+        let got = frames_with(8 << 20, &input);
+        assert_eq!(got[0], "error: JSON token count limit exceeded");
+    }
+
+    #[test]
+    fn too_large_is_reported_after_the_end_and_keeps_sync() {
+        let got = frames_with(16, b"{\"execute\": \"guest-sync\", \"id\": 1} {\"a\":1}");
+        assert_eq!(
+            got,
+            [
+                "error: JSON request too large: 34 bytes exceed the agent's request buffer of 16 bytes",
+                "{\"a\":1}"
+            ]
+        );
+        // A stray token that did not fit is elided.
+        let got = frames_with(4, b"\"abcdefgh\x01");
+        assert_eq!(got, ["error: JSON parse error, stray '\"abc...\u{1}'"]);
+    }
+
+    #[test]
+    fn reset_drops_partial_input() {
+        let mut framer = Framer::new([0u8; 64]);
+        assert_eq!(framer.push(b"{\"execute\":").1, None);
+        assert!(!framer.is_idle());
+        framer.reset();
+        assert!(framer.is_idle());
+        let (_, frame) = framer.push(b"{}");
+        assert_eq!(frame, Some(Frame::Value(&b"{}"[..])));
+        assert_eq!(
+            FrameError::TokenSizeLimit.to_string(),
+            "JSON token size limit exceeded"
+        );
+    }
+}

@@ -1,0 +1,515 @@
+//! Zero-copy views of a complete JSON value: tokens, values, strings,
+//! numbers and object members, read straight from the framed bytes.
+//!
+//! The views assume input the [`parser`](crate::parser) has accepted; on
+//! anything else they stop early rather than panic.
+//!
+//! ```
+//! use agent_core::json::{Value, ValueKind};
+//!
+//! let value = Value::parse(br#"{"id": 'x\u00e9', "n": [1, 2.5]}"#).unwrap();
+//! assert_eq!(value.kind(), ValueKind::Object);
+//! let id = value.get("id").unwrap().as_str().unwrap();
+//! assert!(id.eq_str("xé"));
+//! assert_eq!(value.get("n").unwrap().elements().count(), 2);
+//! ```
+
+use crate::lexer::{Lexeme, Lexer, TokenKind};
+use crate::unicode;
+
+/// One token of a stored value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Token<'a> {
+    /// What it is.
+    pub kind: TokenKind,
+    /// Its bytes.
+    pub text: &'a [u8],
+    /// Where it starts in the input.
+    pub offset: usize,
+}
+
+/// The tokens of a stored value, whitespace skipped. A trailing number or
+/// keyword counts as complete. Stops at the first lexical error.
+#[derive(Clone, Debug)]
+pub struct Tokens<'a> {
+    lexer: Lexer,
+    input: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Tokens<'a> {
+    /// Tokenise `input`.
+    pub fn new(input: &'a [u8]) -> Self {
+        Tokens {
+            lexer: Lexer::new(),
+            input,
+            pos: 0,
+        }
+    }
+
+    /// Offset of the next byte to be lexed.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// The next token without consuming it.
+    pub fn peek(&self) -> Option<Token<'a>> {
+        self.clone().next()
+    }
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = Token<'a>;
+
+    fn next(&mut self) -> Option<Token<'a>> {
+        let mut start = None;
+        loop {
+            let rest = self.input.get(self.pos..).unwrap_or_default();
+            if rest.is_empty() {
+                let kind = self.lexer.finish_at_end()?;
+                let start = start?;
+                let text = self.input.get(start..self.pos)?;
+                return Some(Token {
+                    kind,
+                    text,
+                    offset: start,
+                });
+            }
+            let step = self.lexer.step(rest);
+            let at = self.pos;
+            self.pos = self.pos.saturating_add(step.consumed);
+            match step.lexeme {
+                Lexeme::Skipped => {}
+                Lexeme::Partial => {
+                    start.get_or_insert(at);
+                }
+                Lexeme::Token(kind) => {
+                    let start = *start.get_or_insert(at);
+                    let text = self.input.get(start..self.pos)?;
+                    return Some(Token {
+                        kind,
+                        text,
+                        offset: start,
+                    });
+                }
+                Lexeme::Error | Lexeme::Oversized => {
+                    self.pos = self.input.len();
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// What kind of JSON value a [`Value`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ValueKind {
+    /// `{...}`
+    Object,
+    /// `[...]`
+    Array,
+    /// A string.
+    String,
+    /// A number without fraction or exponent.
+    Integer,
+    /// A number with a fraction or an exponent.
+    Float,
+    /// `true`
+    True,
+    /// `false`
+    False,
+    /// `null`
+    Null,
+}
+
+impl ValueKind {
+    /// The QAPI name of the type, as in "expected: integer".
+    pub fn qapi_name(self) -> &'static str {
+        match self {
+            ValueKind::Object => "object",
+            ValueKind::Array => "array",
+            ValueKind::String => "string",
+            ValueKind::Integer | ValueKind::Float => "number",
+            ValueKind::True | ValueKind::False => "boolean",
+            ValueKind::Null => "null",
+        }
+    }
+}
+
+/// A view of one complete JSON value: its kind and its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Value<'a> {
+    kind: ValueKind,
+    text: &'a [u8],
+}
+
+impl<'a> Value<'a> {
+    /// The first value in `input` (which the parser has accepted).
+    pub fn parse(input: &'a [u8]) -> Option<Value<'a>> {
+        Value::take(&mut Tokens::new(input))
+    }
+
+    /// Read one value from `tokens`, leaving them after it.
+    pub fn take(tokens: &mut Tokens<'a>) -> Option<Value<'a>> {
+        let first = tokens.next()?;
+        let kind = match first.kind {
+            TokenKind::LeftBrace => ValueKind::Object,
+            TokenKind::LeftBracket => ValueKind::Array,
+            TokenKind::String => ValueKind::String,
+            TokenKind::Integer => ValueKind::Integer,
+            TokenKind::Float => ValueKind::Float,
+            TokenKind::Keyword => match first.text {
+                b"true" => ValueKind::True,
+                b"false" => ValueKind::False,
+                b"null" => ValueKind::Null,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let mut end = first.offset.saturating_add(first.text.len());
+        if matches!(kind, ValueKind::Object | ValueKind::Array) {
+            let mut depth = 1usize;
+            while depth > 0 {
+                let token = tokens.next()?;
+                match token.kind {
+                    TokenKind::LeftBrace | TokenKind::LeftBracket => {
+                        depth = depth.saturating_add(1)
+                    }
+                    TokenKind::RightBrace | TokenKind::RightBracket => {
+                        depth = depth.saturating_sub(1)
+                    }
+                    _ => {}
+                }
+                end = token.offset.saturating_add(token.text.len());
+            }
+        }
+        let text = tokens.input.get(first.offset..end)?;
+        Some(Value { kind, text })
+    }
+
+    /// The kind of value.
+    pub fn kind(&self) -> ValueKind {
+        self.kind
+    }
+
+    /// The value's bytes, as received.
+    pub fn text(&self) -> &'a [u8] {
+        self.text
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<JsonStr<'a>> {
+        (self.kind == ValueKind::String).then_some(JsonStr { raw: self.text })
+    }
+
+    /// The number, if this is one (integers as QEMU converts them: `i64`,
+    /// else `u64`, else `f64`).
+    pub fn as_number(&self) -> Option<Number> {
+        let text = core::str::from_utf8(self.text).ok()?;
+        match self.kind {
+            ValueKind::Integer => Some(Number::from_integer_text(text)),
+            ValueKind::Float => Some(Number::Float(text.parse().ok()?)),
+            _ => None,
+        }
+    }
+
+    /// The integer, if this is a JSON integer that fits `i64` (QAPI's
+    /// `int` type).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self.as_number()? {
+            Number::Int(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is `true` or `false`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.kind {
+            ValueKind::True => Some(true),
+            ValueKind::False => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The members of an object, in document order (empty otherwise).
+    pub fn members(&self) -> Members<'a> {
+        let mut tokens = Tokens::new(self.text);
+        if self.kind == ValueKind::Object {
+            tokens.next();
+        } else {
+            tokens.pos = self.text.len();
+        }
+        Members { tokens }
+    }
+
+    /// The elements of an array, in order (empty otherwise).
+    pub fn elements(&self) -> Elements<'a> {
+        let mut tokens = Tokens::new(self.text);
+        if self.kind == ValueKind::Array {
+            tokens.next();
+        } else {
+            tokens.pos = self.text.len();
+        }
+        Elements { tokens }
+    }
+
+    /// The value of member `name` of an object.
+    pub fn get(&self, name: &str) -> Option<Value<'a>> {
+        self.members()
+            .find(|(key, _)| key.eq_str(name))
+            .map(|(_, value)| value)
+    }
+}
+
+/// A JSON number as QEMU stores it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Number {
+    /// An integer that fits `i64`.
+    Int(i64),
+    /// A non-negative integer that fits `u64` but not `i64`.
+    Uint(u64),
+    /// Anything else (fraction, exponent, or an integer too large).
+    Float(f64),
+}
+
+impl Number {
+    /// Convert the text of an integer token as QEMU's parser does.
+    fn from_integer_text(text: &str) -> Number {
+        if let Ok(v) = text.parse::<i64>() {
+            return Number::Int(v);
+        }
+        if !text.starts_with('-') {
+            if let Ok(v) = text.parse::<u64>() {
+                return Number::Uint(v);
+            }
+        }
+        Number::Float(text.parse().unwrap_or(f64::NAN))
+    }
+}
+
+/// The members of an object: key and value pairs.
+#[derive(Clone, Debug)]
+pub struct Members<'a> {
+    tokens: Tokens<'a>,
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (JsonStr<'a>, Value<'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        let key = self.tokens.next()?;
+        if key.kind != TokenKind::String {
+            return None; // `}` (or malformed input)
+        }
+        let colon = self.tokens.next()?;
+        if colon.kind != TokenKind::Colon {
+            return None;
+        }
+        let value = Value::take(&mut self.tokens)?;
+        if let Some(sep) = self.tokens.peek() {
+            if sep.kind == TokenKind::Comma {
+                self.tokens.next();
+            }
+        }
+        Some((JsonStr { raw: key.text }, value))
+    }
+}
+
+/// The elements of an array.
+#[derive(Clone, Debug)]
+pub struct Elements<'a> {
+    tokens: Tokens<'a>,
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = Value<'a>;
+    fn next(&mut self) -> Option<Value<'a>> {
+        let next = self.tokens.peek()?;
+        if next.kind == TokenKind::RightBracket {
+            return None;
+        }
+        let value = Value::take(&mut self.tokens)?;
+        if let Some(sep) = self.tokens.peek() {
+            if sep.kind == TokenKind::Comma {
+                self.tokens.next();
+            }
+        }
+        Some(value)
+    }
+}
+
+/// A string token, quotes and escapes still in place; decoded on demand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct JsonStr<'a> {
+    raw: &'a [u8],
+}
+
+impl<'a> JsonStr<'a> {
+    /// View a string token (quotes included).
+    pub fn from_token(raw: &'a [u8]) -> Self {
+        JsonStr { raw }
+    }
+
+    /// The token as received.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The decoded characters (`\u0000` gives `'\0'`).
+    pub fn chars(&self) -> StrChars<'a> {
+        let body = self
+            .raw
+            .get(1..self.raw.len().saturating_sub(1))
+            .unwrap_or_default();
+        StrChars { rest: body }
+    }
+
+    /// The string's bytes as QEMU stores them (modified UTF-8), one at a time.
+    pub fn bytes(&self) -> impl Iterator<Item = u8> + Clone + 'a {
+        self.chars().flat_map(|ch| {
+            let mut buf = [0u8; 4];
+            let len = unicode::encode_mod_utf8(ch, &mut buf).len();
+            buf.into_iter().take(len)
+        })
+    }
+
+    /// Whether the decoded string equals `s`.
+    pub fn eq_str(&self, s: &str) -> bool {
+        self.chars().eq(s.chars())
+    }
+
+    /// Whether two strings decode to the same text.
+    pub fn eq_json(&self, other: &JsonStr<'_>) -> bool {
+        self.chars().eq(other.chars())
+    }
+
+    /// Copy the decoded string into `buf`; `None` if it does not fit.
+    pub fn decode_into<'b>(&self, buf: &'b mut [u8]) -> Option<&'b str> {
+        let mut len = 0usize;
+        for ch in self.chars() {
+            let mut tmp = [0u8; 4];
+            let bytes = ch.encode_utf8(&mut tmp).as_bytes();
+            let end = len.checked_add(bytes.len())?;
+            buf.get_mut(len..end)?.copy_from_slice(bytes);
+            len = end;
+        }
+        core::str::from_utf8(buf.get(..len)?).ok()
+    }
+}
+
+/// Characters of a [`JsonStr`], escapes decoded.
+#[derive(Clone, Debug)]
+pub struct StrChars<'a> {
+    rest: &'a [u8],
+}
+
+fn hex4(bytes: &[u8]) -> Option<u32> {
+    let digits = bytes.get(..4)?;
+    let text = core::str::from_utf8(digits).ok()?;
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u32::from_str_radix(text, 16).ok()
+}
+
+impl Iterator for StrChars<'_> {
+    type Item = char;
+    fn next(&mut self) -> Option<char> {
+        let (&first, tail) = self.rest.split_first()?;
+        if first != b'\\' {
+            let (ch, used) = unicode::decode(self.rest);
+            self.rest = self.rest.get(used.max(1)..).unwrap_or_default();
+            return Some(ch.unwrap_or(char::REPLACEMENT_CHARACTER));
+        }
+        let (&esc, after) = tail.split_first()?;
+        self.rest = after;
+        let ch = match esc {
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let cp = hex4(after).unwrap_or(0xFFFD);
+                self.rest = after.get(4..).unwrap_or_default();
+                let mut cp = cp;
+                if (0xD800..=0xDBFF).contains(&cp) && self.rest.starts_with(b"\\u") {
+                    if let Some(low) = self.rest.get(2..).and_then(hex4) {
+                        if (0xDC00..=0xDFFF).contains(&low) {
+                            cp = 0x10000u32.wrapping_add((cp & 0x3FF) << 10) | (low & 0x3FF);
+                            self.rest = self.rest.get(6..).unwrap_or_default();
+                        }
+                    }
+                }
+                char::from_u32(cp).unwrap_or(char::REPLACEMENT_CHARACTER)
+            }
+            other => char::from(other), // `"` `'` `\` `/`
+        };
+        Some(ch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used
+    )]
+    use super::*;
+
+    #[test]
+    fn string_escapes_decode() {
+        let s = JsonStr::from_token(br#""a\"\'\\\/\b\f\n\r\t\u00e9\ud83d\ude00\u0000""#);
+        let text: String = s.chars().collect();
+        assert_eq!(text, "a\"'\\/\u{8}\u{c}\n\r\té😀\0");
+        assert_eq!(s.bytes().filter(|&b| b == 0xC0).count(), 1);
+        // A pair whose lead surrogate has high bits set (U+100000).
+        let high: String = JsonStr::from_token(br#""\udbc0\udc00""#).chars().collect();
+        assert_eq!(high, "\u{100000}");
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            JsonStr::from_token(b"'guest'").decode_into(&mut buf),
+            Some("guest")
+        );
+        assert_eq!(
+            JsonStr::from_token(b"'guest-ping'").decode_into(&mut buf),
+            None
+        );
+    }
+
+    #[test]
+    fn numbers_follow_qemu() {
+        let n = |t: &[u8]| Value::parse(t).unwrap().as_number().unwrap();
+        assert_eq!(n(b"-0"), Number::Int(0));
+        assert_eq!(n(b"9223372036854775807"), Number::Int(i64::MAX));
+        assert_eq!(n(b"9223372036854775808"), Number::Uint(1 << 63));
+        assert_eq!(
+            n(b"-9223372036854775809"),
+            Number::Float(-9223372036854775809.0)
+        );
+        assert_eq!(
+            n(b"18446744073709551616"),
+            Number::Float(18446744073709551616.0)
+        );
+        assert_eq!(n(b"1e400"), Number::Float(f64::INFINITY));
+        assert_eq!(Value::parse(b"1.0").unwrap().as_i64(), None);
+    }
+
+    #[test]
+    fn nested_values_and_members() {
+        let v = Value::parse(br#"{"a": {"b": [1, {"c": []}]}, "d": null}"#).unwrap();
+        let keys: Vec<String> = v.members().map(|(k, _)| k.chars().collect()).collect();
+        assert_eq!(keys, ["a", "d"]);
+        assert_eq!(v.get("a").unwrap().text(), br#"{"b": [1, {"c": []}]}"#);
+        assert_eq!(v.get("d").unwrap().kind(), ValueKind::Null);
+        assert!(v.get("x").is_none());
+        let top = Value::parse(b"42").unwrap();
+        assert_eq!(top.as_i64(), Some(42));
+        assert_eq!(top.members().count(), 0);
+    }
+}

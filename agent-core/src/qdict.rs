@@ -1,0 +1,184 @@
+//! The member order of QEMU's `QDict`, which decides the order in which
+//! qemu-ga checks request members and writes objects back.
+//!
+//! A `QDict` is a hash table of 512 buckets keyed by `tdb_hash`; new
+//! entries go to the head of their bucket's list, and iteration walks the
+//! buckets in order. So an object's members come out sorted by bucket, and
+//! within a bucket in reverse order of insertion.
+//!
+//! ```
+//! use agent_core::qdict::bucket;
+//!
+//! // Why qemu-ga writes {"return": ..., "id": ...} and {"id": ..., "error": ...}:
+//! assert!(bucket("return".bytes()) < bucket("id".bytes()));
+//! assert!(bucket("id".bytes()) < bucket("error".bytes()));
+//! ```
+
+use crate::json::{JsonStr, Value};
+
+/// Buckets in a `QDict` (`QDICT_BUCKET_MAX`).
+pub const BUCKETS: u32 = 512;
+
+/// QEMU's `tdb_hash` over a key's stored (modified UTF-8) bytes.
+pub fn tdb_hash(key: impl Iterator<Item = u8> + Clone) -> u32 {
+    let len = key.clone().count() as u32;
+    let mut value = 0x238F_13AFu32.wrapping_mul(len);
+    for (i, byte) in key.enumerate() {
+        let shift = (i as u32).wrapping_mul(5) % 24;
+        value = value.wrapping_add(u32::from(byte) << shift);
+    }
+    1_103_515_243u32.wrapping_mul(value).wrapping_add(12345)
+}
+
+/// The bucket of a key.
+pub fn bucket(key: impl Iterator<Item = u8> + Clone) -> u32 {
+    tdb_hash(key) % BUCKETS
+}
+
+fn bucket_of(key: &JsonStr<'_>) -> u32 {
+    bucket(key.bytes())
+}
+
+/// How many same-bucket members are reordered on the stack; more collide
+/// only in crafted input and are found by re-walking.
+const STACKED: usize = 4;
+
+/// Call `f` on each member of `object` in `QDict` iteration order. Stops at
+/// the first error `f` returns.
+pub fn for_each_member<'a, E>(
+    object: &Value<'a>,
+    mut f: impl FnMut(JsonStr<'a>, Value<'a>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut present = [0u64; (BUCKETS / 64) as usize];
+    for (key, _) in object.members() {
+        let b = bucket_of(&key);
+        if let Some(word) = present.get_mut((b / 64) as usize) {
+            *word |= 1 << (b % 64);
+        }
+    }
+    for (w, &word) in present.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let b = (w as u32)
+                .wrapping_mul(64)
+                .wrapping_add(bits.trailing_zeros());
+            bits &= bits.wrapping_sub(1);
+            let mut stacked: [Option<(JsonStr<'a>, Value<'a>)>; STACKED] = [None; STACKED];
+            let mut count = 0usize;
+            for member in object.members().filter(|(k, _)| bucket_of(k) == b) {
+                if let Some(slot) = stacked.get_mut(count) {
+                    *slot = Some(member);
+                }
+                count = count.saturating_add(1);
+            }
+            if count <= STACKED {
+                for (key, value) in stacked.iter().take(count).rev().flatten() {
+                    f(*key, *value)?;
+                }
+            } else {
+                // Crafted collisions: emit the n-th from last by walking again.
+                for n in (0..count).rev() {
+                    if let Some((key, value)) =
+                        object.members().filter(|(k, _)| bucket_of(k) == b).nth(n)
+                    {
+                        f(key, value)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used
+    )]
+    use super::*;
+    extern crate std;
+    use std::string::String;
+    use std::vec::Vec;
+
+    fn order(text: &str) -> Vec<String> {
+        let value = Value::parse(text.as_bytes()).unwrap();
+        let mut keys = Vec::new();
+        for_each_member(&value, |k, _| {
+            keys.push(k.chars().collect::<String>());
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        keys
+    }
+
+    #[test]
+    fn buckets_of_known_keys() {
+        // Figures computed from QEMU's tdb_hash.
+        for (key, b) in [
+            ("return", 401),
+            ("id", 486),
+            ("error", 489),
+            ("class", 211),
+            ("desc", 377),
+            ("execute", 299),
+            ("arguments", 447),
+            ("exec-oob", 162),
+        ] {
+            assert_eq!(bucket(key.bytes()), b, "{key}");
+        }
+    }
+
+    #[test]
+    fn observed_orders() {
+        assert_eq!(order(r#"{"id": 1, "return": 2}"#), ["return", "id"]);
+        assert_eq!(order(r#"{"error": 1, "id": 2}"#), ["id", "error"]);
+        assert_eq!(order(r#"{"desc": 1, "class": 2}"#), ["class", "desc"]);
+        assert_eq!(
+            order(r#"{"supported_commands": 1, "version": 2}"#),
+            ["version", "supported_commands"]
+        );
+        assert_eq!(
+            order(r#"{"success-response": 1, "name": 2, "enabled": 3}"#),
+            ["enabled", "name", "success-response"]
+        );
+    }
+
+    #[test]
+    fn same_bucket_members_come_out_reversed() {
+        // Find keys that share a bucket.
+        let mut by_bucket: std::collections::HashMap<u32, Vec<String>> = Default::default();
+        for i in 0..5000 {
+            let key = std::format!("k{i}");
+            by_bucket.entry(bucket(key.bytes())).or_default().push(key);
+        }
+        let crowded = by_bucket
+            .values()
+            .find(|v| v.len() > STACKED + 2)
+            .unwrap()
+            .clone();
+        let text = std::format!(
+            "{{{}}}",
+            crowded
+                .iter()
+                .map(|k| std::format!("\"{k}\": 0"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut expect = crowded.clone();
+        expect.reverse();
+        assert_eq!(order(&text), expect);
+        let few = &crowded[..3];
+        let text = std::format!(
+            "{{\"{}\": 0, \"{}\": 0, \"{}\": 0}}",
+            few[0],
+            few[1],
+            few[2]
+        );
+        assert_eq!(
+            order(&text),
+            [few[2].clone(), few[1].clone(), few[0].clone()]
+        );
+    }
+}

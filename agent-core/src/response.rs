@@ -1,0 +1,228 @@
+//! Responses: `{"return": ...}` and `{"error": ...}` with the request's
+//! `id`, one per line, and the 0xFF sentinel before a
+//! `guest-sync-delimited` answer.
+//!
+//! A command handler gets a [`Reply`] and must spend it exactly once:
+//! [`Reply::ok`] streams a return value, [`Reply::ok_empty`] returns `{}`,
+//! [`Reply::error`] sends an error. Each yields a [`Replied`] token, which is
+//! the only way for a handler to return successfully.
+//!
+//! ```
+//! use agent_core::response::{ErrorClass, Reply};
+//!
+//! let mut out = Vec::new();
+//! let mut reply = Reply::detached(&mut out);
+//! reply.delimit();
+//! let mut value = reply.ok().unwrap();
+//! value.i64(42).unwrap();
+//! value.finish().unwrap();
+//! assert_eq!(out, b"\xff{\"return\": 42}\n");
+//! ```
+
+use core::fmt;
+use core::ops::{Deref, DerefMut};
+
+use embedded_io::Write;
+
+use crate::json::Value;
+use crate::writer::{escape_display, JsonWriter};
+
+/// The `class` member of an error response (QAPI's `QapiErrorClass`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ErrorClass {
+    /// Every error but the two below (all of qemu-ga's command errors).
+    GenericError,
+    /// Unknown or disabled command.
+    CommandNotFound,
+    /// Part of QAPI's enum; unused by qemu-ga.
+    DeviceNotActive,
+    /// Part of QAPI's enum; unused by qemu-ga.
+    DeviceNotFound,
+    /// Part of QAPI's enum; unused by qemu-ga.
+    KvmMissingCap,
+}
+
+impl ErrorClass {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::GenericError => "GenericError",
+            ErrorClass::CommandNotFound => "CommandNotFound",
+            ErrorClass::DeviceNotActive => "DeviceNotActive",
+            ErrorClass::DeviceNotFound => "DeviceNotFound",
+            ErrorClass::KvmMissingCap => "KVMMissingCap",
+        }
+    }
+}
+
+/// Proof that a reply was sent (or deliberately not sent, for a command
+/// without success response).
+#[derive(Debug)]
+#[must_use]
+pub struct Replied {
+    _sealed: (),
+}
+
+/// The right to answer one request.
+pub struct Reply<'r, W: Write + ?Sized> {
+    out: &'r mut W,
+    id: Option<Value<'r>>,
+    delimit: bool,
+    success_response: bool,
+}
+
+impl<'r, W: Write + ?Sized> Reply<'r, W> {
+    pub(crate) fn new(out: &'r mut W, id: Option<Value<'r>>, success_response: bool) -> Self {
+        Reply {
+            out,
+            id,
+            delimit: false,
+            success_response,
+        }
+    }
+
+    /// A reply to a request without `id`, for use outside an agent (tests,
+    /// examples, adapters that answer on their own).
+    pub fn detached(out: &'r mut W) -> Self {
+        Self::new(out, None, true)
+    }
+
+    /// Send the 0xFF sentinel before this reply (`guest-sync-delimited`).
+    pub fn delimit(&mut self) {
+        self.delimit = true;
+    }
+
+    /// Start a successful reply; write the value with the returned writer,
+    /// then call [`ReturnWriter::finish`].
+    pub fn ok(self) -> Result<ReturnWriter<'r, W>, W::Error> {
+        if self.delimit {
+            self.out.write_all(&[crate::SENTINEL])?;
+        }
+        self.out.write_all(b"{\"return\": ")?;
+        Ok(ReturnWriter {
+            json: JsonWriter::new(self.out),
+            id: self.id,
+        })
+    }
+
+    /// A successful reply without a value (`{"return": {}}`), or nothing at
+    /// all if the command is registered without success response.
+    pub fn ok_empty(self) -> Result<Replied, W::Error> {
+        if !self.success_response {
+            return Ok(Replied { _sealed: () });
+        }
+        let mut value = self.ok()?;
+        value.begin_object()?;
+        value.end_object()?;
+        value.finish()
+    }
+
+    /// An error reply.
+    pub fn error(self, class: ErrorClass, desc: &dyn fmt::Display) -> Result<Replied, W::Error> {
+        if self.delimit {
+            self.out.write_all(&[crate::SENTINEL])?;
+        }
+        write_error(self.out, self.id.as_ref(), class, desc)?;
+        Ok(Replied { _sealed: () })
+    }
+}
+
+/// Writes the value of a successful reply; dereferences to [`JsonWriter`].
+pub struct ReturnWriter<'r, W: Write + ?Sized> {
+    json: JsonWriter<'r, W>,
+    id: Option<Value<'r>>,
+}
+
+impl<'r, W: Write + ?Sized> ReturnWriter<'r, W> {
+    /// End the reply: the `id` member, if any, the closing brace and the
+    /// newline.
+    pub fn finish(mut self) -> Result<Replied, W::Error> {
+        if let Some(id) = self.id {
+            self.json.inner().write_all(b", \"id\": ")?;
+            JsonWriter::new(self.json.inner()).value(&id)?;
+        }
+        self.json.inner().write_all(b"}\n")?;
+        Ok(Replied { _sealed: () })
+    }
+}
+
+impl<'r, W: Write + ?Sized> Deref for ReturnWriter<'r, W> {
+    type Target = JsonWriter<'r, W>;
+    fn deref(&self) -> &Self::Target {
+        &self.json
+    }
+}
+
+impl<W: Write + ?Sized> DerefMut for ReturnWriter<'_, W> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.json
+    }
+}
+
+/// Write `{"id": <id>, "error": {"class": <class>, "desc": <desc>}}` and a
+/// newline (qemu-ga's member order), `id` only if given.
+pub fn write_error<W: Write + ?Sized>(
+    out: &mut W,
+    id: Option<&Value<'_>>,
+    class: ErrorClass,
+    desc: &dyn fmt::Display,
+) -> Result<(), W::Error> {
+    out.write_all(b"{")?;
+    if let Some(id) = id {
+        out.write_all(b"\"id\": ")?;
+        JsonWriter::new(&mut *out).value(id)?;
+        out.write_all(b", ")?;
+    }
+    out.write_all(b"\"error\": {\"class\": \"")?;
+    out.write_all(class.as_str().as_bytes())?;
+    out.write_all(b"\", \"desc\": ")?;
+    escape_display(out, desc)?;
+    out.write_all(b"}}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used
+    )]
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    #[test]
+    fn error_with_and_without_id() {
+        let id = Value::parse(br#"{"b": 'x', "a": [1.0]}"#).unwrap();
+        let mut out = Vec::new();
+        write_error(
+            &mut out,
+            Some(&id),
+            ErrorClass::CommandNotFound,
+            &"no \"such\"",
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            b"{\"id\": {\"a\": [1], \"b\": \"x\"}, \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"no \\\"such\\\"\"}}\n"
+        );
+        let mut out = Vec::new();
+        write_error(&mut out, None, ErrorClass::GenericError, &"x").unwrap();
+        assert_eq!(
+            out,
+            b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"x\"}}\n"
+        );
+    }
+
+    #[test]
+    fn ok_with_id_and_no_success_response() {
+        let id = Value::parse(b"7").unwrap();
+        let mut out = Vec::new();
+        let _ = Reply::new(&mut out, Some(id), true).ok_empty().unwrap();
+        assert_eq!(out, b"{\"return\": {}, \"id\": 7}\n");
+        let mut out = Vec::new();
+        let _ = Reply::new(&mut out, Some(id), false).ok_empty().unwrap();
+        assert!(out.is_empty());
+    }
+}

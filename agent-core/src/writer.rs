@@ -1,0 +1,654 @@
+//! Streaming JSON output in qemu-ga's exact format (PROTOCOL.md §3,
+//! "Output encoding"): separators `", "` and `": "`, pure ASCII (every
+//! character outside `0x20..0x7F` escaped as `\uXXXX`, uppercase, with
+//! surrogate pairs above the BMP), integers in decimal and other numbers as
+//! C's `%.17g`.
+//!
+//! ```
+//! use agent_core::writer::JsonWriter;
+//!
+//! let mut out = Vec::new();
+//! let mut w = JsonWriter::new(&mut out);
+//! w.begin_object().unwrap();
+//! w.key("name").unwrap();
+//! w.str("café\n").unwrap();
+//! w.key("n").unwrap();
+//! w.f64(0.1).unwrap();
+//! w.end_object().unwrap();
+//! assert_eq!(out, br#"{"name": "caf\u00E9\n", "n": 0.10000000000000001}"#);
+//! ```
+
+use core::fmt;
+
+use embedded_io::Write;
+
+use crate::json::{JsonStr, Number, Tokens, Value, ValueKind};
+use crate::lexer::TokenKind;
+use crate::qdict;
+
+/// Nesting the writer tracks separators for; deeper output is written but
+/// its commas are not tracked.
+const MAX_DEPTH: u32 = 64;
+
+/// Writes one JSON value to `W`, inserting separators itself.
+pub struct JsonWriter<'w, W: Write + ?Sized> {
+    out: &'w mut W,
+    /// Bit `i`: the container at depth `i + 1` already has an element.
+    started: u64,
+    depth: u32,
+    after_key: bool,
+}
+
+impl<'w, W: Write + ?Sized> JsonWriter<'w, W> {
+    /// A writer at the start of a value.
+    pub fn new(out: &'w mut W) -> Self {
+        JsonWriter {
+            out,
+            started: 0,
+            depth: 0,
+            after_key: false,
+        }
+    }
+
+    /// The underlying sink (for raw bytes after the value is complete).
+    pub fn inner(&mut self) -> &mut W {
+        self.out
+    }
+
+    fn level_bit(&self) -> u64 {
+        match self.depth {
+            1..=MAX_DEPTH => 1u64 << (self.depth.saturating_sub(1)),
+            _ => 0,
+        }
+    }
+
+    /// Write a separator if this value is not the first in its container.
+    fn before_value(&mut self) -> Result<(), W::Error> {
+        if self.after_key {
+            self.after_key = false;
+            return Ok(());
+        }
+        let bit = self.level_bit();
+        if self.started & bit != 0 {
+            self.out.write_all(b", ")?;
+        }
+        self.started |= bit;
+        Ok(())
+    }
+
+    /// `{`
+    pub fn begin_object(&mut self) -> Result<(), W::Error> {
+        self.begin(b"{")
+    }
+
+    /// `}`
+    pub fn end_object(&mut self) -> Result<(), W::Error> {
+        self.end(b"}")
+    }
+
+    /// `[`
+    pub fn begin_array(&mut self) -> Result<(), W::Error> {
+        self.begin(b"[")
+    }
+
+    /// `]`
+    pub fn end_array(&mut self) -> Result<(), W::Error> {
+        self.end(b"]")
+    }
+
+    fn begin(&mut self, open: &[u8]) -> Result<(), W::Error> {
+        self.before_value()?;
+        self.out.write_all(open)?;
+        self.depth = self.depth.saturating_add(1);
+        let bit = self.level_bit();
+        self.started &= !bit;
+        Ok(())
+    }
+
+    fn end(&mut self, close: &[u8]) -> Result<(), W::Error> {
+        let bit = self.level_bit();
+        self.started &= !bit;
+        self.depth = self.depth.saturating_sub(1);
+        self.out.write_all(close)
+    }
+
+    /// A member name inside an object; the member's value comes next.
+    pub fn key(&mut self, name: &str) -> Result<(), W::Error> {
+        self.before_value()?;
+        escape_str(self.out, name)?;
+        self.out.write_all(b": ")?;
+        self.after_key = true;
+        Ok(())
+    }
+
+    /// A member name taken from the input.
+    pub fn json_key(&mut self, name: &JsonStr<'_>) -> Result<(), W::Error> {
+        self.before_value()?;
+        escape_chars(self.out, name.chars())?;
+        self.out.write_all(b": ")?;
+        self.after_key = true;
+        Ok(())
+    }
+
+    /// A string value.
+    pub fn str(&mut self, s: &str) -> Result<(), W::Error> {
+        self.before_value()?;
+        escape_str(self.out, s)
+    }
+
+    /// A string value from the input, re-escaped.
+    pub fn json_str(&mut self, s: &JsonStr<'_>) -> Result<(), W::Error> {
+        self.before_value()?;
+        escape_chars(self.out, s.chars())
+    }
+
+    /// A string value that is the [`Display`](fmt::Display) text of `d`.
+    pub fn display(&mut self, d: &dyn fmt::Display) -> Result<(), W::Error> {
+        self.before_value()?;
+        escape_display(self.out, d)
+    }
+
+    /// A string value whose body is already JSON-safe ASCII (for example
+    /// base64), written as is. Bytes that would need escaping are escaped.
+    pub fn ascii_str(&mut self, bytes: &[u8]) -> Result<(), W::Error> {
+        self.before_value()?;
+        self.out.write_all(b"\"")?;
+        escape_body_bytes(self.out, bytes)?;
+        self.out.write_all(b"\"")
+    }
+
+    /// Start a string value whose body is then streamed with
+    /// [`string_chunk`](Self::string_chunk) and ended with
+    /// [`end_string`](Self::end_string).
+    pub fn begin_string(&mut self) -> Result<(), W::Error> {
+        self.before_value()?;
+        self.out.write_all(b"\"")
+    }
+
+    /// More of a string begun with [`begin_string`](Self::begin_string);
+    /// `bytes` are ASCII (anything else is escaped byte by byte).
+    pub fn string_chunk(&mut self, bytes: &[u8]) -> Result<(), W::Error> {
+        escape_body_bytes(self.out, bytes)
+    }
+
+    /// End a string begun with [`begin_string`](Self::begin_string).
+    pub fn end_string(&mut self) -> Result<(), W::Error> {
+        self.out.write_all(b"\"")
+    }
+
+    /// `true` or `false`.
+    pub fn bool(&mut self, v: bool) -> Result<(), W::Error> {
+        self.before_value()?;
+        self.out.write_all(if v { b"true" } else { b"false" })
+    }
+
+    /// `null`
+    pub fn null(&mut self) -> Result<(), W::Error> {
+        self.before_value()?;
+        self.out.write_all(b"null")
+    }
+
+    /// A signed integer.
+    pub fn i64(&mut self, v: i64) -> Result<(), W::Error> {
+        self.before_value()?;
+        let mut buf = Buf::<24>::new();
+        // Writing to a `Buf` of this size cannot fail.
+        let _ = fmt::Write::write_fmt(&mut buf, format_args!("{v}"));
+        self.out.write_all(buf.bytes())
+    }
+
+    /// An unsigned integer.
+    pub fn u64(&mut self, v: u64) -> Result<(), W::Error> {
+        self.before_value()?;
+        let mut buf = Buf::<24>::new();
+        let _ = fmt::Write::write_fmt(&mut buf, format_args!("{v}"));
+        self.out.write_all(buf.bytes())
+    }
+
+    /// A floating-point number, as `%.17g` prints it.
+    pub fn f64(&mut self, v: f64) -> Result<(), W::Error> {
+        self.before_value()?;
+        let mut buf = Buf::<40>::new();
+        format_g17(v, &mut buf);
+        self.out.write_all(buf.bytes())
+    }
+
+    /// Re-emit a value from the input the way qemu-ga writes it back: its
+    /// objects in `QDict` order, strings re-escaped, numbers converted.
+    ///
+    /// Arrays and objects of fewer than two members are streamed token by
+    /// token, at any depth. Objects that need reordering are reordered up
+    /// to [`REORDER_DEPTH`] levels deep (each level costs stack); deeper
+    /// ones keep the input's member order.
+    pub fn value(&mut self, value: &Value<'_>) -> Result<(), W::Error> {
+        self.before_value()?;
+        emit_value(self.out, value, REORDER_DEPTH)
+    }
+}
+
+/// How many levels of nested multi-member objects [`JsonWriter::value`]
+/// reorders.
+pub const REORDER_DEPTH: u32 = 8;
+
+fn emit_scalar<W: Write + ?Sized>(out: &mut W, value: &Value<'_>) -> Result<(), W::Error> {
+    let mut w = JsonWriter::new(out);
+    match value.kind() {
+        ValueKind::String => match value.as_str() {
+            Some(s) => w.json_str(&s),
+            None => w.str(""),
+        },
+        ValueKind::Integer | ValueKind::Float => match value.as_number() {
+            Some(Number::Int(v)) => w.i64(v),
+            Some(Number::Uint(v)) => w.u64(v),
+            Some(Number::Float(v)) => w.f64(v),
+            None => w.i64(0),
+        },
+        ValueKind::True => w.bool(true),
+        ValueKind::False => w.bool(false),
+        ValueKind::Null | ValueKind::Object | ValueKind::Array => w.null(),
+    }
+}
+
+fn needs_reordering(value: &Value<'_>) -> bool {
+    value.kind() == ValueKind::Object && value.members().nth(1).is_some()
+}
+
+fn emit_value<W: Write + ?Sized>(
+    out: &mut W,
+    value: &Value<'_>,
+    budget: u32,
+) -> Result<(), W::Error> {
+    if budget > 0 && needs_reordering(value) {
+        out.write_all(b"{")?;
+        let mut first = true;
+        qdict::for_each_member(value, |key, member| {
+            if !first {
+                out.write_all(b", ")?;
+            }
+            first = false;
+            escape_chars(out, key.chars())?;
+            out.write_all(b": ")?;
+            emit_value(out, &member, budget.saturating_sub(1))
+        })?;
+        return out.write_all(b"}");
+    }
+    if !matches!(value.kind(), ValueKind::Object | ValueKind::Array) {
+        return emit_scalar(out, value);
+    }
+    // Stream the container's tokens; the input's separators are exactly
+    // where the output needs them.
+    let mut tokens = Tokens::new(value.text());
+    while let Some(token) = tokens.peek() {
+        let text: &[u8] = match token.kind {
+            TokenKind::LeftBrace => {
+                let mut ahead = tokens.clone();
+                if let Some(object) =
+                    Value::take(&mut ahead).filter(|o| budget > 0 && needs_reordering(o))
+                {
+                    emit_value(out, &object, budget)?;
+                    tokens = ahead;
+                    continue;
+                }
+                b"{"
+            }
+            TokenKind::RightBrace => b"}",
+            TokenKind::LeftBracket => b"[",
+            TokenKind::RightBracket => b"]",
+            TokenKind::Comma => b", ",
+            TokenKind::Colon => b": ",
+            TokenKind::String | TokenKind::Integer | TokenKind::Float | TokenKind::Keyword => {
+                let mut ahead = tokens.clone();
+                if let Some(scalar) = Value::take(&mut ahead) {
+                    emit_scalar(out, &scalar)?;
+                }
+                tokens = ahead;
+                continue;
+            }
+        };
+        out.write_all(text)?;
+        tokens.next();
+    }
+    Ok(())
+}
+
+impl<W: Write + ?Sized> JsonWriter<'_, W> {
+    /// Whether the writer is at the top level (no container open).
+    pub fn is_top_level(&self) -> bool {
+        self.depth == 0
+    }
+}
+
+/// A small stack buffer implementing [`fmt::Write`]; output that does not
+/// fit is dropped.
+pub(crate) struct Buf<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Buf<N> {
+    pub(crate) const fn new() -> Self {
+        Buf {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len = self.len.saturating_add(1);
+        }
+    }
+}
+
+impl<const N: usize> fmt::Write for Buf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            self.push(b);
+        }
+        Ok(())
+    }
+}
+
+/// Format `v` as C's `printf("%.17g", v)` (QEMU's double output).
+fn format_g17<const N: usize>(v: f64, out: &mut Buf<N>) {
+    use fmt::Write as _;
+    if v.is_nan() {
+        let _ = out.write_str(if v.is_sign_negative() { "-nan" } else { "nan" });
+        return;
+    }
+    if v.is_infinite() {
+        let _ = out.write_str(if v < 0.0 { "-inf" } else { "inf" });
+        return;
+    }
+    if v == 0.0 {
+        let _ = out.write_str(if v.is_sign_negative() { "-0" } else { "0" });
+        return;
+    }
+    // 17 significant digits, correctly rounded: d.dddddddddddddddde<exp>.
+    let mut sci = Buf::<40>::new();
+    let _ = write!(sci, "{:.16e}", v.abs());
+    let text = sci.bytes();
+    let e_at = text.iter().position(|&b| b == b'e').unwrap_or(text.len());
+    let mantissa = text.get(..e_at).unwrap_or_default();
+    let exp: i32 = text
+        .get(e_at.saturating_add(1)..)
+        .and_then(|t| core::str::from_utf8(t).ok())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let mut digits = [b'0'; 17];
+    for (slot, &d) in digits
+        .iter_mut()
+        .zip(mantissa.iter().filter(|b| b.is_ascii_digit()))
+    {
+        *slot = d;
+    }
+    let significant = digits
+        .iter()
+        .rposition(|&d| d != b'0')
+        .map_or(1, |p| p.saturating_add(1));
+    let digits = digits.get(..significant).unwrap_or_default();
+    if v < 0.0 {
+        out.push(b'-');
+    }
+    if !(-4..17).contains(&exp) {
+        let (first, rest) = digits.split_first().unwrap_or((&b'0', &[]));
+        out.push(*first);
+        if !rest.is_empty() {
+            out.push(b'.');
+            rest.iter().for_each(|&d| out.push(d));
+        }
+        let _ = write!(
+            out,
+            "e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.unsigned_abs()
+        );
+    } else if exp >= 0 {
+        let int_len = (exp as usize).saturating_add(1);
+        for i in 0..int_len {
+            out.push(digits.get(i).copied().unwrap_or(b'0'));
+        }
+        if let Some(frac) = digits.get(int_len..).filter(|f| !f.is_empty()) {
+            out.push(b'.');
+            frac.iter().for_each(|&d| out.push(d));
+        }
+    } else {
+        let _ = out.write_str("0.");
+        for _ in 0..exp.unsigned_abs().saturating_sub(1) {
+            out.push(b'0');
+        }
+        digits.iter().for_each(|&d| out.push(d));
+    }
+}
+
+/// Whether `byte` can be written inside a string as it is.
+const fn is_safe(byte: u8) -> bool {
+    byte >= 0x20 && byte < 0x7F && byte != b'"' && byte != b'\\'
+}
+
+fn escape_char<W: Write + ?Sized>(out: &mut W, ch: char) -> Result<(), W::Error> {
+    let short: &[u8] = match ch {
+        '"' => b"\\\"",
+        '\\' => b"\\\\",
+        '\u{8}' => b"\\b",
+        '\u{c}' => b"\\f",
+        '\n' => b"\\n",
+        '\r' => b"\\r",
+        '\t' => b"\\t",
+        _ => b"",
+    };
+    if !short.is_empty() {
+        return out.write_all(short);
+    }
+    let cp = u32::from(ch);
+    if (0x20..0x7F).contains(&cp) {
+        return out.write_all(&[cp as u8]);
+    }
+    let mut units = [0u16; 2];
+    for unit in ch.encode_utf16(&mut units).iter() {
+        let mut buf = Buf::<8>::new();
+        let _ = fmt::Write::write_fmt(&mut buf, format_args!("\\u{unit:04X}"));
+        out.write_all(buf.bytes())?;
+    }
+    Ok(())
+}
+
+/// Write `s` as a quoted JSON string.
+pub fn escape_str<W: Write + ?Sized>(out: &mut W, s: &str) -> Result<(), W::Error> {
+    out.write_all(b"\"")?;
+    escape_str_body(out, s)?;
+    out.write_all(b"\"")
+}
+
+fn escape_str_body<W: Write + ?Sized>(out: &mut W, s: &str) -> Result<(), W::Error> {
+    let mut rest = s;
+    while !rest.is_empty() {
+        let safe = rest.bytes().take_while(|&b| is_safe(b)).count();
+        let (run, tail) = rest.split_at(safe);
+        if !run.is_empty() {
+            out.write_all(run.as_bytes())?;
+        }
+        let mut chars = tail.chars();
+        if let Some(ch) = chars.next() {
+            escape_char(out, ch)?;
+        }
+        rest = chars.as_str();
+    }
+    Ok(())
+}
+
+/// Body bytes that should be ASCII: safe runs as they are, others escaped
+/// one by one (as Latin-1, never producing invalid output).
+fn escape_body_bytes<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> Result<(), W::Error> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let safe = rest.iter().take_while(|&&b| is_safe(b)).count();
+        let (run, tail) = rest.split_at(safe);
+        if !run.is_empty() {
+            out.write_all(run)?;
+        }
+        if let Some((&b, tail)) = tail.split_first() {
+            escape_char(out, char::from(b))?;
+            rest = tail;
+        } else {
+            rest = tail;
+        }
+    }
+    Ok(())
+}
+
+/// Write the characters of `chars` as a quoted JSON string.
+pub fn escape_chars<W: Write + ?Sized>(
+    out: &mut W,
+    chars: impl Iterator<Item = char>,
+) -> Result<(), W::Error> {
+    out.write_all(b"\"")?;
+    let mut buf = Buf::<64>::new();
+    for ch in chars {
+        if ch.is_ascii() && is_safe(ch as u8) {
+            buf.push(ch as u8);
+            if buf.len == buf.bytes.len() {
+                out.write_all(buf.bytes())?;
+                buf.len = 0;
+            }
+            continue;
+        }
+        out.write_all(buf.bytes())?;
+        buf.len = 0;
+        escape_char(out, ch)?;
+    }
+    out.write_all(buf.bytes())?;
+    out.write_all(b"\"")
+}
+
+/// Adapts a sink to [`fmt::Write`], escaping as it goes.
+struct Escaper<'a, W: Write + ?Sized> {
+    out: &'a mut W,
+    error: Option<W::Error>,
+}
+
+impl<W: Write + ?Sized> fmt::Write for Escaper<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_str_body(self.out, s).map_err(|e| {
+            self.error = Some(e);
+            fmt::Error
+        })
+    }
+}
+
+/// Write the [`Display`](fmt::Display) text of `d` as a quoted JSON string.
+pub fn escape_display<W: Write + ?Sized>(
+    out: &mut W,
+    d: &dyn fmt::Display,
+) -> Result<(), W::Error> {
+    out.write_all(b"\"")?;
+    let mut escaper = Escaper {
+        out: &mut *out,
+        error: None,
+    };
+    if fmt::Write::write_fmt(&mut escaper, format_args!("{d}")).is_err() {
+        if let Some(e) = escaper.error {
+            return Err(e);
+        }
+    }
+    out.write_all(b"\"")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used
+    )]
+    use super::*;
+    extern crate std;
+    use std::string::String;
+    use std::vec::Vec;
+
+    fn g(v: f64) -> String {
+        let mut buf = Buf::<40>::new();
+        format_g17(v, &mut buf);
+        String::from_utf8(buf.bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn percent_17g() {
+        // Reference values from glibc's printf("%.17g").
+        for (v, s) in [
+            (1.0, "1"),
+            (0.1, "0.10000000000000001"),
+            (100.0, "100"),
+            (1e-7, "9.9999999999999995e-08"),
+            (1.5, "1.5"),
+            (-0.0, "-0"),
+            ("123456789.123456789".parse().unwrap(), "123456789.12345679"),
+            (5e-324, "4.9406564584124654e-324"),
+            (1e17, "1e+17"),
+            (1e16, "10000000000000000"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0000000000000001e-05"),
+            (f64::INFINITY, "inf"),
+            (-1.8446744073709552e19, "-1.8446744073709552e+19"),
+            (1e300, "1.0000000000000001e+300"),
+        ] {
+            assert_eq!(g(v), s, "{v:e}");
+        }
+    }
+
+    #[test]
+    fn escaping_is_ascii() {
+        let mut out = Vec::new();
+        escape_str(&mut out, "a\"\\\u{8}\u{c}\n\r\t\u{1}\u{7f}é😀/").unwrap();
+        assert_eq!(out, br#""a\"\\\b\f\n\r\t\u0001\u007F\u00E9\uD83D\uDE00/""#);
+        let mut out = Vec::new();
+        escape_chars(&mut out, "x\0y".chars()).unwrap();
+        assert_eq!(out, br#""x\u0000y""#);
+    }
+
+    #[test]
+    fn value_round_trip_in_qemu_format() {
+        let v =
+            Value::parse(br#"{'b': [1,2.50, -0, 1e2, "\u00e9"], "a":{}, "c":null,"return":true}"#)
+                .unwrap();
+        let mut out = Vec::new();
+        JsonWriter::new(&mut out).value(&v).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        // Member order is QDict order, not the input's.
+        let mut members: Vec<&str> = [
+            "\"a\": {}",
+            "\"b\": [1, 2.5, 0, 100, \"\\u00E9\"]",
+            "\"c\": null",
+            "\"return\": true",
+        ]
+        .to_vec();
+        members.sort_by_key(|m| {
+            let key = &m[1..m[1..].find('"').unwrap() + 1];
+            qdict::bucket(key.bytes())
+        });
+        assert_eq!(text, std::format!("{{{}}}", members.join(", ")));
+    }
+
+    #[test]
+    fn nested_separators() {
+        let mut out = Vec::new();
+        let mut w = JsonWriter::new(&mut out);
+        w.begin_array().unwrap();
+        w.begin_object().unwrap();
+        w.key("a").unwrap();
+        w.begin_array().unwrap();
+        w.u64(1).unwrap();
+        w.u64(2).unwrap();
+        w.end_array().unwrap();
+        w.key("b").unwrap();
+        w.begin_object().unwrap();
+        w.end_object().unwrap();
+        w.end_object().unwrap();
+        w.i64(-3).unwrap();
+        w.end_array().unwrap();
+        assert_eq!(out, br#"[{"a": [1, 2], "b": {}}, -3]"#);
+    }
+}
