@@ -1,1 +1,222 @@
+//! Helpers for the host-side integration tests: build and start
+//! `guest-agent`, and talk to it over its unix socket with agent-core's
+//! client.
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use agent_core::client::{Client, Event, Outcome, SyncMode};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of the `guest-agent` binary, built (once per test process) with
+/// the same cargo that runs the tests.
+pub fn guest_agent_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "agent-linux",
+                "--bin",
+                "guest-agent",
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of guest-agent failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+        target.join("debug").join("guest-agent")
+    })
+}
+
+/// A fresh, empty directory for one test.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("qga-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// A running `guest-agent -m unix-listen`, killed on drop.
+pub struct RunningAgent {
+    child: Child,
+    /// Its socket.
+    pub socket: PathBuf,
+}
+
+impl RunningAgent {
+    /// Start the agent with extra arguments and wait for its socket.
+    pub fn start(name: &str, extra: &[&str]) -> RunningAgent {
+        let dir = scratch_dir(name);
+        let socket = dir.join("qga.sock");
+        let child = Command::new(guest_agent_bin())
+            .args(["-m", "unix-listen", "-p"])
+            .arg(&socket)
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn guest-agent");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "guest-agent did not listen on {}",
+                socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        RunningAgent { child, socket }
+    }
+
+    /// A new connection.
+    pub fn connect(&self) -> Conn {
+        Conn::new(UnixStream::connect(&self.socket).expect("connect"))
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One connection, with a time-out on every read.
+pub struct Conn {
+    /// The socket.
+    pub stream: UnixStream,
+    client: Client<Vec<u8>>,
+    pending: Vec<u8>,
+}
+
+/// A response, owned: `Ok(return value text)` or `Err((class, desc))`,
+/// plus the echoed id's text.
+pub type Answer = (Result<String, (String, String)>, Option<String>);
+
+impl Conn {
+    /// Wrap a connected stream.
+    pub fn new(stream: UnixStream) -> Conn {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set timeout");
+        Conn {
+            stream,
+            client: Client::new(vec![0u8; 1 << 20]),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Send raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// The §2.6/§2.7 handshake with `id`.
+    pub fn sync(&mut self, id: i64) {
+        let hello = self.client.begin_sync(id, SyncMode::Delimited);
+        self.send(&hello);
+        loop {
+            if let Some(Event::Synced) = self.next_event_raw() {
+                return;
+            }
+        }
+    }
+
+    /// Send a request and wait for its answer.
+    pub fn call(&mut self, execute: &str, arguments: Option<&str>) -> Answer {
+        let mut request = Vec::new();
+        self.client
+            .write_request(&mut request, execute, arguments.map(str::as_bytes))
+            .expect("write");
+        self.send(&request);
+        self.answer()
+    }
+
+    /// Wait for the next response.
+    pub fn answer(&mut self) -> Answer {
+        loop {
+            if let Some(answer) = self.next_answer() {
+                return answer;
+            }
+        }
+    }
+
+    fn fill(&mut self) {
+        let mut buf = [0u8; 65536];
+        let n = self
+            .stream
+            .read(&mut buf)
+            .expect("read from agent (timed out?)");
+        assert!(n > 0, "agent closed the connection");
+        self.pending.extend_from_slice(&buf[..n]);
+    }
+
+    fn next_event_raw(&mut self) -> Option<Event<'static>> {
+        if self.pending.is_empty() {
+            self.fill();
+        }
+        let (used, event) = self.client.feed(&self.pending);
+        let synced = matches!(event, Some(Event::Synced));
+        let other = event.is_some() && !synced;
+        self.pending.drain(..used);
+        assert!(!other, "unexpected agent output while syncing");
+        synced.then_some(Event::Synced)
+    }
+
+    fn next_answer(&mut self) -> Option<Answer> {
+        if self.pending.is_empty() {
+            self.fill();
+        }
+        let (used, event) = self.client.feed(&self.pending);
+        let answer = match event {
+            None => None,
+            Some(Event::Response(r)) => {
+                let id = r.id.map(|v| String::from_utf8_lossy(v.text()).into_owned());
+                Some(match r.outcome {
+                    Outcome::Return(v) => (Ok(String::from_utf8_lossy(v.text()).into_owned()), id),
+                    Outcome::Error { class, desc } => {
+                        (Err((class.chars().collect(), desc.chars().collect())), id)
+                    }
+                })
+            }
+            Some(Event::Synced) => None,
+            Some(Event::Invalid(e)) => panic!("invalid agent output: {e}"),
+        };
+        self.pending.drain(..used);
+        answer
+    }
+
+    /// Read whatever arrives within `wait` (for raw-byte assertions).
+    pub fn read_for(&mut self, wait: Duration) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.pending);
+        self.stream
+            .set_read_timeout(Some(wait))
+            .expect("set timeout");
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = self.stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set timeout");
+        out
+    }
+}
