@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The project's test command (README "Test it"; .ci/run calls exactly this).
+# Installs what is missing, then runs every check and test:
+#   - rustup targets for the bare-metal builds,
+#   - formatting and clippy (warnings are errors),
+#   - agent-core for thumbv7em-none-eabihf and riscv64gc-unknown-none-elf
+#     (with and without defmt): proves no_std and no alloc,
+#   - the footprint of the agent on both targets (printed),
+#   - all tests of the workspace: unit, property, corpus, doc and
+#     integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+targets=(thumbv7em-none-eabihf riscv64gc-unknown-none-elf)
+installed=$(rustup target list --installed)
+for t in "${targets[@]}"; do
+  grep -qx "$t" <<<"$installed" || rustup target add "$t"
+done
+rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+command -v python3 >/dev/null || { apt-get update && apt-get install -y --no-install-recommends python3; }
+
+echo "== fmt and clippy"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== agent-core on bare-metal targets (no std, no alloc)"
+for t in "${targets[@]}"; do
+  cargo build -q -p agent-core --target "$t"
+  cargo build -q -p agent-core --target "$t" --features defmt
+  cargo build -q -p agent-baremetal --example footprint --target "$t" --profile min-size
+done
+
+echo "== footprint: the whole agent with core commands (opt-level z, LTO)"
+files=()
+for t in "${targets[@]}"; do files+=("target/$t/min-size/examples/footprint"); done
+python3 scripts/elf_sizes.py "${files[@]}"
+
+echo "== tests"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+# One closing line for the whole workspace (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
