@@ -131,3 +131,111 @@ impl<'p, B: AsRef<[u8]> + AsMut<[u8]>, C: Commands> Agent<'p, B, C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used
+    )]
+    use super::*;
+    use crate::CoreCommands;
+    use std::vec::Vec;
+
+    /// A port that reads from a script and fails writes after `budget` bytes.
+    struct Port {
+        input: Vec<u8>,
+        read_at: usize,
+        chunk: usize,
+        output: Vec<u8>,
+        budget: usize,
+    }
+
+    impl embedded_io::ErrorType for Port {
+        type Error = embedded_io::ErrorKind;
+    }
+
+    impl Read for Port {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            let n = buf
+                .len()
+                .min(self.chunk)
+                .min(self.input.len() - self.read_at);
+            buf[..n].copy_from_slice(&self.input[self.read_at..self.read_at + n]);
+            self.read_at += n;
+            Ok(n)
+        }
+    }
+
+    impl Write for Port {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            if self.output.len() + buf.len() > self.budget {
+                return Err(embedded_io::ErrorKind::BrokenPipe);
+            }
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    fn port(input: &[u8], chunk: usize, budget: usize) -> Port {
+        Port {
+            input: input.to_vec(),
+            read_at: 0,
+            chunk,
+            output: Vec::new(),
+            budget,
+        }
+    }
+
+    #[test]
+    fn serve_until_end_of_input() {
+        let mut agent =
+            Agent::new([0u8; 128], CoreCommands::new(), Policy::new()).with_version("1.2.3");
+        let mut p = port(
+            b"{\"execute\":\"guest-ping\"} {\"execute\":\"guest-sync\",\"arguments\":{\"id\":5}}",
+            3,
+            usize::MAX,
+        );
+        agent.serve(&mut p).unwrap();
+        assert_eq!(p.output, b"{\"return\": {}}\n{\"return\": 5}\n");
+        // A half-sent request is still pending after the peer left...
+        let mut p = port(b"{\"execute\":", 64, usize::MAX);
+        agent.serve(&mut p).unwrap();
+        assert!(!agent.is_idle());
+        // ... until the adapter resets the agent.
+        agent.reset();
+        assert!(agent.is_idle());
+    }
+
+    #[test]
+    fn write_errors_reach_the_caller_and_reset_recovers() {
+        let mut agent = Agent::new([0u8; 128], CoreCommands::new(), Policy::new());
+        let mut p = port(
+            b"{\"execute\":\"guest-ping\"}{\"execute\":\"guest-ping\",\"id\":1}",
+            512,
+            4,
+        );
+        assert_eq!(agent.serve(&mut p), Err(embedded_io::ErrorKind::BrokenPipe));
+        agent.reset();
+        let mut out = Vec::new();
+        agent
+            .feed(b"{\"execute\":\"guest-ping\"}", &mut out)
+            .unwrap();
+        assert_eq!(out, b"{\"return\": {}}\n");
+    }
+
+    #[test]
+    fn feed_consumes_everything() {
+        let mut agent = Agent::new([0u8; 16], CoreCommands::new(), Policy::new());
+        let mut out = Vec::new();
+        let input = b"{\"execute\":\"guest-ping\"} \xff [1] {\"a\"";
+        assert_eq!(agent.feed(input, &mut out).unwrap(), input.len());
+        assert_eq!(agent.commands().list().count(), 4);
+        agent.policy_mut().set_frozen(true);
+        let _ = agent.commands_mut();
+    }
+}

@@ -83,3 +83,72 @@ impl Commands for CoreCommands {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used
+    )]
+    use crate::{Agent, CoreCommands, Policy};
+    use std::vec::Vec;
+
+    fn answer(input: &[u8]) -> Vec<u8> {
+        let mut agent = Agent::new([0u8; 256], CoreCommands::new(), Policy::new());
+        let mut out = Vec::new();
+        agent.feed(input, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn sync_echoes_the_whole_int64_range() {
+        assert_eq!(
+            answer(br#"{"execute":"guest-sync","arguments":{"id":-9223372036854775808}}"#),
+            b"{\"return\": -9223372036854775808}\n"
+        );
+        assert_eq!(
+            answer(br#"{"execute":"guest-sync","arguments":{"id":9223372036854775807}}"#),
+            b"{\"return\": 9223372036854775807}\n"
+        );
+        assert_eq!(
+            answer(br#"{"execute":"guest-sync","arguments":{"id":-0}}"#),
+            b"{\"return\": 0}\n"
+        );
+    }
+
+    #[test]
+    fn sync_argument_errors_have_no_sentinel() {
+        for (args, desc) in [
+            ("{}", "Parameter 'id' is missing"),
+            (
+                r#"{"id": 1.0}"#,
+                "Invalid parameter type for 'id', expected: integer",
+            ),
+            (
+                r#"{"id": 9223372036854775808}"#,
+                "Invalid parameter type for 'id', expected: integer",
+            ),
+            (
+                r#"{"id": "1"}"#,
+                "Invalid parameter type for 'id', expected: integer",
+            ),
+            (r#"{"id": 1, "x": 2}"#, "Parameter 'x' is unexpected"),
+        ] {
+            let input = std::format!(r#"{{"execute":"guest-sync-delimited","arguments":{args}}}"#);
+            let expect = std::format!(
+                "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"{desc}\"}}}}\n"
+            );
+            assert_eq!(answer(input.as_bytes()), expect.as_bytes(), "{args}");
+        }
+    }
+
+    #[test]
+    fn each_delimited_reply_gets_one_sentinel() {
+        let out = answer(br#"{"execute":"guest-sync-delimited","arguments":{"id":1}}{"execute":"guest-sync-delimited","arguments":{"id":2}}{"execute":"guest-ping"}"#);
+        assert_eq!(
+            out,
+            b"\xff{\"return\": 1}\n\xff{\"return\": 2}\n{\"return\": {}}\n"
+        );
+    }
+}

@@ -339,3 +339,139 @@ fn log_protocol_error(layer: &str, error: &dyn fmt::Display) {
 
 #[cfg(not(feature = "defmt"))]
 fn log_protocol_error(_layer: &str, _error: &dyn fmt::Display) {}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used
+    )]
+    use super::*;
+    use crate::CoreCommands;
+    use std::string::String;
+    use std::vec::Vec;
+
+    /// A table whose commands record that they ran.
+    #[derive(Default)]
+    struct Recorder {
+        ran: Vec<&'static str>,
+    }
+
+    const RECORDED: [CommandInfo; 2] = [
+        CommandInfo::new("guest-get-time"),
+        CommandInfo::without_success_response("guest-shutdown"),
+    ];
+
+    impl Commands for Recorder {
+        fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
+            RECORDED.into_iter()
+        }
+        fn call<W: Write + ?Sized>(
+            &mut self,
+            name: &str,
+            args: Args<'_>,
+            reply: Reply<'_, W>,
+        ) -> Result<Replied, W::Error> {
+            let info = self.lookup(name).unwrap();
+            self.ran.push(info.name);
+            if let Err(e) = args.reject_unknown(&["mode"]) {
+                return reply.error(e.class(), &e);
+            }
+            reply.ok_empty()
+        }
+    }
+
+    fn run(policy: &Policy<'_>, input: &str) -> (String, Vec<&'static str>) {
+        let mut table = (CoreCommands::new(), Recorder::default());
+        let mut out = Vec::new();
+        dispatch(
+            input.as_bytes(),
+            &mut table,
+            policy,
+            Info { version: "9.9" },
+            &mut out,
+        )
+        .unwrap();
+        (String::from_utf8(out).unwrap(), table.1.ran)
+    }
+
+    #[test]
+    fn not_found_and_disabled() {
+        let (out, _) = run(&Policy::new(), r#"{"execute": "guest-nope", "id": 3}"#);
+        assert_eq!(out, "{\"id\": 3, \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command guest-nope has not been found\"}}\n");
+        // Names longer than any command are simply not found, in full.
+        let long = "x".repeat(100);
+        let (out, _) = run(&Policy::new(), &std::format!(r#"{{"execute": "{long}"}}"#));
+        assert!(out.contains(&std::format!("The command {long} has not been found")));
+        let blocked = ["guest-get-time"];
+        let (out, ran) = run(
+            &Policy::new().block(&blocked),
+            r#"{"execute": "guest-get-time"}"#,
+        );
+        assert_eq!(
+            out,
+            "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Command guest-get-time has been disabled: the command is not allowed\"}}\n"
+        );
+        assert!(ran.is_empty(), "a blocked command ran");
+    }
+
+    #[test]
+    fn policy_rules() {
+        let allow = ["guest-ping", "guest-get-time"];
+        let block = ["guest-get-time"];
+        let mut p = Policy::new().allow(&allow).block(&block);
+        assert!(p.is_enabled("guest-ping"));
+        assert!(!p.is_enabled("guest-get-time")); // block wins over allow
+        assert!(!p.is_enabled("guest-info")); // not in the allow list
+        p.set_frozen(true);
+        assert!(p.is_enabled("guest-ping"));
+        let mut frozen = Policy::new();
+        frozen.set_frozen(true);
+        assert!(frozen.is_enabled("guest-fsfreeze-thaw") && !frozen.is_enabled("guest-shutdown"));
+        assert!(Policy::new().allow(&[]).is_enabled("anything"));
+    }
+
+    #[test]
+    fn commands_without_success_response_send_nothing() {
+        let (out, ran) = run(&Policy::new(), r#"{"execute": "guest-shutdown", "id": 1}"#);
+        assert_eq!((out.as_str(), ran), ("", std::vec!["guest-shutdown"]));
+        // ... but their errors are sent.
+        let (out, _) = run(
+            &Policy::new(),
+            r#"{"execute": "guest-shutdown", "arguments": {"x": 1}}"#,
+        );
+        assert!(out.contains("Parameter 'x' is unexpected"));
+    }
+
+    #[test]
+    fn guest_info_lists_the_whole_table_in_reverse() {
+        let blocked = ["guest-shutdown"];
+        let (out, _) = run(
+            &Policy::new().block(&blocked),
+            r#"{"execute": "guest-info"}"#,
+        );
+        let expect = "{\"return\": {\"version\": \"9.9\", \"supported_commands\": [\
+            {\"enabled\": false, \"name\": \"guest-shutdown\", \"success-response\": false}, \
+            {\"enabled\": true, \"name\": \"guest-get-time\", \"success-response\": true}, \
+            {\"enabled\": true, \"name\": \"guest-info\", \"success-response\": true}, \
+            {\"enabled\": true, \"name\": \"guest-ping\", \"success-response\": true}, \
+            {\"enabled\": true, \"name\": \"guest-sync\", \"success-response\": true}, \
+            {\"enabled\": true, \"name\": \"guest-sync-delimited\", \"success-response\": true}]}}\n";
+        assert_eq!(out, expect);
+        let (out, _) = run(
+            &Policy::new(),
+            r#"{"execute": "guest-info", "arguments": {"a": 1}}"#,
+        );
+        assert!(out.contains("Parameter 'a' is unexpected"));
+    }
+
+    #[test]
+    fn parse_errors_never_echo_the_id() {
+        let (out, _) = run(
+            &Policy::new(),
+            r#"{"execute": "guest-ping", "id": 1, "id": 2}"#,
+        );
+        assert_eq!(out, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, duplicate key\"}}\n");
+    }
+}

@@ -83,6 +83,8 @@ impl<'a> Request<'a> {
         if value.kind() != ValueKind::Object {
             return Err((EnvelopeError::NotAnObject, None));
         }
+        // qemu-ga reads `id` before checking the members, so every error
+        // below echoes it.
         let id = value.get("id");
         let mut execute = None;
         let mut arguments = None;

@@ -425,6 +425,22 @@ mod tests {
     }
 
     #[test]
+    fn token_size_limit_counts_all_tokens_of_a_message() {
+        // Two 40 MiB strings in one message: 80 MiB of tokens. The framer
+        // counts them even though its buffer holds almost nothing.
+        let body = vec![b'a'; 40 << 20];
+        let mut input = Vec::from(&b"[\""[..]);
+        input.extend_from_slice(&body);
+        input.extend_from_slice(b"\", \"");
+        input.extend_from_slice(&body);
+        input.extend_from_slice(b"\"] {}");
+        assert_eq!(
+            frames_with(64, &input),
+            ["error: JSON token size limit exceeded", "]", "{}"]
+        );
+    }
+
+    #[test]
     fn reset_drops_partial_input() {
         let mut framer = Framer::new([0u8; 64]);
         assert_eq!(framer.push(b"{\"execute\":").1, None);

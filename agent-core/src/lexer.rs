@@ -450,6 +450,24 @@ const fn is_plain_string_byte(byte: u8, quote: u8) -> bool {
     byte >= 0x20 && byte <= 0xFD && byte != quote && byte != b'\\'
 }
 
+/// Length of the leading run of `bytes` that is ASCII without backslashes
+/// (string content the parser need not decode), eight bytes at a time.
+pub fn scan_plain_ascii(bytes: &[u8]) -> usize {
+    let mut done = 0usize;
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(array) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(array);
+        if word & HIGHS != 0 || has_zero_byte(word ^ ONES.wrapping_mul(b'\\' as u64)) {
+            break;
+        }
+        done = done.saturating_add(8);
+    }
+    let tail = bytes.get(done..).unwrap_or_default();
+    done.saturating_add(tail.iter().take_while(|&&b| b != b'\\' && b < 0x80).count())
+}
+
 /// Length of the leading run of `bytes` that needs no attention inside a
 /// string delimited by `quote`, scanned eight bytes at a time.
 pub fn scan_string_body(bytes: &[u8], quote: u8) -> usize {

@@ -347,7 +347,7 @@ fn check_string(raw: &[u8]) -> Result<(), ParseError<'_>> {
         };
         if first != b'\\' {
             // Plain ASCII runs need no decoding.
-            let ascii = rest.iter().take_while(|&&b| b != b'\\' && b < 0x80).count();
+            let ascii = crate::lexer::scan_plain_ascii(rest);
             if ascii > 0 {
                 pos = pos.saturating_add(ascii);
                 continue;

@@ -43,9 +43,41 @@ fn bucket_of(key: &JsonStr<'_>) -> u32 {
 /// only in crafted input and are found by re-walking.
 const STACKED: usize = 4;
 
+/// Objects of up to this many members are ordered in one walk, on the
+/// stack; larger ones are walked once per occupied bucket.
+const SMALL: usize = 8;
+
 /// Call `f` on each member of `object` in `QDict` iteration order. Stops at
 /// the first error `f` returns.
 pub fn for_each_member<'a, E>(
+    object: &Value<'a>,
+    mut f: impl FnMut(JsonStr<'a>, Value<'a>) -> Result<(), E>,
+) -> Result<(), E> {
+    // Small objects (requests, most ids): one walk, then a sort by
+    // (bucket, reverse insertion order).
+    let mut small: [Option<(u32, usize, JsonStr<'a>, Value<'a>)>; SMALL] = [None; SMALL];
+    let mut count = 0usize;
+    for (index, (key, value)) in object.members().enumerate() {
+        match small.get_mut(index) {
+            Some(slot) => *slot = Some((bucket_of(&key), index, key, value)),
+            None => {
+                count = usize::MAX;
+                break;
+            }
+        }
+        count = index.saturating_add(1);
+    }
+    if let Some(members) = small.get_mut(..count) {
+        members.sort_unstable_by_key(|m| m.map(|(b, i, _, _)| (b, core::cmp::Reverse(i))));
+        for &(_, _, key, value) in members.iter().flatten() {
+            f(key, value)?;
+        }
+        return Ok(());
+    }
+    for_each_member_large(object, f)
+}
+
+fn for_each_member_large<'a, E>(
     object: &Value<'a>,
     mut f: impl FnMut(JsonStr<'a>, Value<'a>) -> Result<(), E>,
 ) -> Result<(), E> {
@@ -143,6 +175,28 @@ mod tests {
             order(r#"{"success-response": 1, "name": 2, "enabled": 3}"#),
             ["enabled", "name", "success-response"]
         );
+    }
+
+    #[test]
+    fn small_and_large_objects_agree() {
+        for n in [1usize, 2, 7, 8, 9, 40] {
+            let keys: Vec<String> = (0..n).map(|i| std::format!("key{}", i * 37)).collect();
+            let text = std::format!(
+                "{{{}}}",
+                keys.iter()
+                    .map(|k| std::format!("\"{k}\": 0"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut expect: Vec<(u32, std::cmp::Reverse<usize>, String)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (bucket(k.bytes()), std::cmp::Reverse(i), k.clone()))
+                .collect();
+            expect.sort();
+            let expect: Vec<String> = expect.into_iter().map(|(_, _, k)| k).collect();
+            assert_eq!(order(&text), expect, "{n} members");
+        }
     }
 
     #[test]
