@@ -1,36 +1,41 @@
-//! `guest-agent`: a QEMU Guest Agent for Linux built on agent-core.
-//!
-//! This first cut serves the core commands (`guest-sync`,
-//! `guest-sync-delimited`, `guest-ping`, `guest-info`) on a unix socket,
-//! one client at a time, with qemu-ga's `-m`, `-p`, `-b`, `-a`, `-v`,
-//! `-V` and `-h` options.
+//! `guest-agent`: a QEMU Guest Agent for Linux built on agent-core, with
+//! qemu-ga's command line and config file, and a host-side `client`
+//! subcommand.
 
 mod cli;
+mod client;
+mod config;
+mod device;
+mod listen;
+mod logger;
+mod pidfile;
 mod port;
 
 use std::io;
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use agent_core::{Agent, Commands, CoreCommands, Policy};
+use nix::sys::signal::{SigSet, Signal};
 
-use crate::cli::{Command, Method, Options};
-use crate::port::Port;
+use crate::cli::{AgentArgs, Invocation};
+use crate::config::{Config, Method};
 
-/// Largest request accepted, in bytes. The buffer is allocated once;
-/// pages a request never reaches are never touched.
+/// Largest request accepted, in bytes. The buffer is allocated once; pages
+/// a request never reaches are never touched.
 const MAX_REQUEST_BYTES: usize = 4 << 20;
+/// qemu-ga's `QGA_RETRY_INTERVAL`.
+const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
-    let table = CoreCommands::new();
-    let names: Vec<&str> = table.list().map(|c| c.name).collect();
-    match cli::parse(std::env::args().skip(1), &names) {
-        Ok(Command::Print(text)) => {
+    match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Invocation::Print(text)) => {
             print!("{text}");
             ExitCode::SUCCESS
         }
-        Ok(Command::Run(options)) => match run(&options) {
+        Ok(Invocation::Client(args)) => client::run(&args),
+        Ok(Invocation::Agent(args)) => match agent(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("guest-agent: {e}");
@@ -38,50 +43,89 @@ fn main() -> ExitCode {
             }
         },
         Err(e) => {
-            eprintln!("guest-agent: {e}");
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(options: &Options) -> io::Result<()> {
-    let block: Vec<&str> = options.block.iter().map(String::as_str).collect();
-    let allow: Vec<&str> = options.allow.iter().map(String::as_str).collect();
+fn agent(args: &AgentArgs) -> Result<(), String> {
+    let table = CoreCommands::new();
+    if args.list_commands {
+        for command in table.list() {
+            println!("{}", command.name);
+        }
+        return Ok(());
+    }
+    let config = Config::load(args, std::env::var_os("QGA_CONF").map(PathBuf::from))
+        .map_err(|e| e.to_string())?;
+    if args.dump_conf {
+        print!("{}", config.dump());
+        return Ok(());
+    }
+    let method = config.method().map_err(|e| e.to_string())?;
+    let path = config
+        .channel_path()
+        .map_err(|e| e.to_string())?
+        .to_string();
+    logger::init(config.logfile.as_deref(), config.verbose).map_err(|e| e.to_string())?;
+    if config.daemon {
+        nix::unistd::daemon(false, false).map_err(|e| format!("failed to daemonize: {e}"))?;
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    }
+    let _pidfile = if config.daemon {
+        let held = pidfile::PidFile::create(&config.pidfile).map_err(|e| e.to_string())?;
+        log::debug!("pid file {}", held.path().display());
+        Some(held)
+    } else {
+        None
+    };
+    exit_on_signals(config.daemon.then(|| config.pidfile.clone()));
+
+    let block = Config::names(&config.block);
+    let allow = Config::names(&config.allow);
     let policy = Policy::new().block(&block).allow(&allow);
-    let mut agent = Agent::new(vec![0u8; MAX_REQUEST_BYTES], CoreCommands::new(), policy);
-    match options.method {
-        Method::UnixListen => serve_unix(&mut agent, options),
+    let mut agent = Agent::new(vec![0u8; MAX_REQUEST_BYTES], table, policy);
+    log::debug!(
+        "guest-agent {} serving {} on {path}",
+        env!("CARGO_PKG_VERSION"),
+        method.name()
+    );
+    loop {
+        let result = match method {
+            Method::UnixListen => listen::serve_unix(&mut agent, &path),
+            Method::VsockListen => listen::serve_vsock(&mut agent, &path),
+            Method::VirtioSerial => device::serve(&mut agent, &path, device::Kind::Virtio),
+            Method::IsaSerial => device::serve(&mut agent, &path, device::Kind::Serial),
+        };
+        let error = result
+            .err()
+            .unwrap_or_else(|| io::Error::other("channel closed"));
+        if !config.retry_path {
+            return Err(error.to_string());
+        }
+        log::warn!("{error}; waiting for channel path...");
+        std::thread::sleep(RETRY_INTERVAL);
     }
 }
 
-/// Listen on the socket and serve one client at a time, like qemu-ga.
-fn serve_unix<C: Commands>(agent: &mut Agent<'_, Vec<u8>, C>, options: &Options) -> io::Result<()> {
-    // Like QEMU, replace a stale socket left by an earlier run.
-    if std::fs::symlink_metadata(&options.path).is_ok_and(|m| m.file_type().is_socket()) {
-        std::fs::remove_file(&options.path)?;
+/// Exit with status 0 on SIGTERM, SIGINT or SIGHUP (removing the pid file),
+/// like qemu-ga. The signals are blocked here and taken by a thread.
+fn exit_on_signals(pidfile: Option<PathBuf>) {
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(signal);
     }
-    let listener = UnixListener::bind(&options.path).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("error opening path '{}': {e}", options.path),
-        )
-    })?;
-    loop {
-        let (stream, _) = listener.accept()?;
-        if options.verbose {
-            eprintln!("guest-agent: client connected");
-        }
-        // A new connection starts with a clean parser (qemu-ga keeps the
-        // old client's half-sent request; see PROTOCOL.md §10).
-        agent.reset();
-        let mut port = Port(stream);
-        if let Err(e) = agent.serve(&mut port) {
-            if options.verbose {
-                eprintln!("guest-agent: client error: {e}");
+    if set.thread_block().is_err() {
+        return;
+    }
+    std::thread::spawn(move || {
+        if let Ok(signal) = set.wait() {
+            log::debug!("received {signal}, exiting");
+            if let Some(path) = pidfile {
+                let _ = std::fs::remove_file(path);
             }
+            std::process::exit(0);
         }
-        if options.verbose {
-            eprintln!("guest-agent: client disconnected");
-        }
-    }
+    });
 }

@@ -179,3 +179,137 @@ fn command_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must specify a path for this channel"));
 }
+
+#[test]
+fn unknown_options_are_refused() {
+    let out = std::process::Command::new(tests::guest_agent_bin())
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("Unknown option"));
+}
+
+/// QEMU's /qga/config test: `QGA_CONF=... qemu-ga -D` prints the config.
+#[test]
+fn dump_conf_of_qemus_test_config() {
+    let dir = tests::scratch_dir("config");
+    let conf = dir.join("test-qga-config");
+    std::fs::write(
+        &conf,
+        "[general]\ndaemon=false\nmethod=virtio-serial\npath=/path/to/org.qemu.guest_agent.0\n\
+         pidfile=/var/foo/qemu-ga.pid\nstatedir=/var/state\nverbose=true\nblock-rpcs=guest-ping;guest-get-time\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(tests::guest_agent_bin())
+        .arg("-D")
+        .env("QGA_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What Debian's qemu-ga 7.2 prints for the same file.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "[general]\ndaemon=false\nmethod=virtio-serial\npath=/path/to/org.qemu.guest_agent.0\npidfile=/var/foo/qemu-ga.pid\n\
+         statedir=/var/state\nverbose=true\nretry-path=false\nblock-rpcs=guest-ping;guest-get-time\n"
+    );
+}
+
+#[test]
+fn daemon_writes_its_pid_file_and_exits_cleanly_on_sigterm() {
+    let dir = tests::scratch_dir("daemon");
+    let socket = dir.join("qga.sock");
+    let pidfile = dir.join("qga.pid");
+    let daemon = |socket: &std::path::Path| {
+        std::process::Command::new(tests::guest_agent_bin())
+            .args(["-d", "-m", "unix-listen", "-p"])
+            .arg(socket)
+            .arg("-f")
+            .arg(&pidfile)
+            .status()
+            .unwrap()
+    };
+    assert!(
+        daemon(&socket).success(),
+        "the parent returns once the daemon runs"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(pidfile.exists() && socket.exists()) {
+        assert!(std::time::Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut conn = tests::Conn::new(std::os::unix::net::UnixStream::connect(&socket).unwrap());
+    conn.sync(11);
+    assert_eq!(conn.call("guest-ping", None).0, Ok("{}".into()));
+    // A second daemon with the same pid file cannot take it over.
+    assert!(daemon(&dir.join("other.sock")).success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        pid.to_string()
+    );
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pidfile.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid file not removed on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn client_subcommand_talks_to_the_agent() {
+    let agent = RunningAgent::start("client", &[]);
+    let run = |args: &[&str]| {
+        std::process::Command::new(tests::guest_agent_bin())
+            .arg("client")
+            .arg("--socket")
+            .arg(&agent.socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["guest-info"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["supported_commands"].as_array().unwrap().len(), 4);
+    let out = run(&["guest-sync", r#"{"id": 99}"#]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "99");
+    let out = run(&[r#"{"execute": "guest-ping"}"#]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "{}");
+    let out = run(&["guest-nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "guest-agent client: CommandNotFound: The command guest-nope has not been found"
+    );
+    let out = run(&["--no-reset", "guest-ping"]);
+    assert!(out.status.success());
+    // Nobody listening: a clear failure, status 2.
+    let out = std::process::Command::new(tests::guest_agent_bin())
+        .args(["client", "--socket", "/nonexistent/qga.sock", "guest-ping"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,242 @@
+//! `guest-agent client`: the host side of QGA, for people who would
+//! otherwise hand-write `socat` scripts. Connects to the host end of the
+//! channel (QEMU's chardev socket, or a vsock), performs the §2.6/§2.7
+//! handshake with a random id, sends one command and prints its result.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use agent_core::client::{Client, Event, Outcome, SyncMode};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, VsockAddr};
+
+use crate::cli::{ClientArgs, ClientTarget};
+
+/// Commands that answer nothing on success.
+const SILENT_ON_SUCCESS: [&str; 4] = [
+    "guest-shutdown",
+    "guest-suspend-disk",
+    "guest-suspend-ram",
+    "guest-suspend-hybrid",
+];
+
+/// A connection to the agent's channel.
+enum Stream {
+    Unix(UnixStream),
+    Vsock(File),
+}
+
+impl Stream {
+    fn connect(target: &ClientTarget) -> io::Result<Stream> {
+        match target {
+            ClientTarget::Socket(path) => {
+                UnixStream::connect(path).map(Stream::Unix).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot connect to {}: {e}", path.display()),
+                    )
+                })
+            }
+            ClientTarget::Vsock { cid, port } => {
+                let fd = socket::socket(
+                    AddressFamily::Vsock,
+                    SockType::Stream,
+                    SockFlag::SOCK_CLOEXEC,
+                    None,
+                )?;
+                socket::connect(
+                    std::os::fd::AsRawFd::as_raw_fd(&fd),
+                    &VsockAddr::new(*cid, *port),
+                )
+                .map_err(|e| {
+                    io::Error::new(
+                        io::Error::from(e).kind(),
+                        format!("cannot connect to vsock {cid}:{port}: {e}"),
+                    )
+                })?;
+                Ok(Stream::Vsock(File::from(fd)))
+            }
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Vsock(f) => f.as_fd(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.write_all(bytes),
+            Stream::Vsock(f) => f.write_all(bytes),
+        }
+    }
+
+    /// Read what is there, waiting until `deadline` at most. `Ok(None)` on
+    /// time-out.
+    fn recv(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<Option<usize>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, timeout)? == 0 {
+            return Ok(None);
+        }
+        let n = match self {
+            Stream::Unix(s) => s.read(buf)?,
+            Stream::Vsock(f) => f.read(buf)?,
+        };
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the channel closed",
+            ));
+        }
+        Ok(Some(n))
+    }
+}
+
+/// A fresh id for the handshake.
+fn random_id() -> i64 {
+    let mut bytes = [0u8; 8];
+    if File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_err()
+    {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        bytes =
+            (now.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    }
+    (u64::from_le_bytes(bytes) >> 1) as i64
+}
+
+/// What the client ends with.
+enum Failure {
+    /// The agent answered with an error.
+    Agent(String, String),
+    /// No usable answer.
+    Channel(String),
+}
+
+/// Run the client; the exit status is 0 on success, 1 when the agent
+/// answered with an error, 2 when the channel failed or timed out.
+pub fn run(args: &ClientArgs) -> ExitCode {
+    match talk(args) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Agent(class, desc)) => {
+            eprintln!("guest-agent client: {class}: {desc}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Channel(message)) => {
+            eprintln!("guest-agent client: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn talk(args: &ClientArgs) -> Result<String, Failure> {
+    let io = |e: io::Error| Failure::Channel(e.to_string());
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let mut stream = Stream::connect(&args.target).map_err(io)?;
+    let mut client = Client::new(vec![0u8; 64 << 20]);
+    let mode = if args.no_reset {
+        SyncMode::Plain
+    } else {
+        SyncMode::Delimited
+    };
+    let hello = client.begin_sync(random_id(), mode);
+    stream.send(&hello).map_err(io)?;
+    let mut pending = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    // The handshake.
+    let deadline = Instant::now() + timeout;
+    'sync: loop {
+        while !pending.is_empty() {
+            let (used, event) = client.feed(&pending);
+            let synced = matches!(event, Some(Event::Synced));
+            pending.drain(..used);
+            if synced {
+                break 'sync;
+            }
+        }
+        match stream.recv(&mut buf, deadline).map_err(io)? {
+            Some(n) => pending.extend_from_slice(&buf[..n]),
+            None => {
+                return Err(Failure::Channel(format!(
+                    "no answer to the sync handshake within {:.1} s",
+                    timeout.as_secs_f64()
+                )))
+            }
+        }
+    }
+    // The command.
+    let mut request = Vec::new();
+    if args.command.trim_start().starts_with('{') {
+        request.extend_from_slice(args.command.as_bytes());
+        request.push(b'\n');
+    } else {
+        client
+            .write_request(
+                &mut request,
+                &args.command,
+                args.arguments.as_deref().map(str::as_bytes),
+            )
+            .map_err(|e| Failure::Channel(format!("{e:?}")))?;
+    }
+    stream.send(&request).map_err(io)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        while !pending.is_empty() {
+            let (used, event) = client.feed(&pending);
+            let result = match event {
+                None => None,
+                Some(Event::Synced) => None,
+                Some(Event::Invalid(e)) => Some(Err(Failure::Channel(e.to_string()))),
+                Some(Event::Response(response)) => Some(match response.outcome {
+                    Outcome::Return(value) => Ok(pretty(value.text())),
+                    Outcome::Error { class, desc } => Err(Failure::Agent(
+                        class.chars().collect(),
+                        desc.chars().collect(),
+                    )),
+                }),
+            };
+            pending.drain(..used);
+            if let Some(result) = result {
+                return result;
+            }
+        }
+        match stream.recv(&mut buf, deadline).map_err(io)? {
+            Some(n) => pending.extend_from_slice(&buf[..n]),
+            None if SILENT_ON_SUCCESS.contains(&args.command.as_str()) => {
+                return Ok(format!(
+                    "(no response: {} sends none on success)",
+                    args.command
+                ))
+            }
+            None => {
+                return Err(Failure::Channel(format!(
+                    "no answer within {:.1} s",
+                    timeout.as_secs_f64()
+                )))
+            }
+        }
+    }
+}
+
+/// Pretty-print a JSON value (as is if it is not strict JSON, e.g. `inf`).
+fn pretty(text: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(text) {
+        Ok(value) => serde_json::to_string_pretty(&value)
+            .unwrap_or_else(|_| String::from_utf8_lossy(text).into_owned()),
+        Err(_) => String::from_utf8_lossy(text).into_owned(),
+    }
+}

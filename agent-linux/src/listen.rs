@@ -1,0 +1,76 @@
+//! `unix-listen` and `vsock-listen`: accept one client at a time, like
+//! qemu-ga; each new connection starts with a clean parser.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixListener;
+
+use agent_core::{Agent, Commands};
+use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, VsockAddr};
+
+use crate::port::Port;
+
+/// Serve a unix socket at `path` until an accept error.
+pub fn serve_unix<C: Commands>(agent: &mut Agent<'_, Vec<u8>, C>, path: &str) -> io::Result<()> {
+    // Like QEMU, replace a stale socket left by an earlier run.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("error opening path '{path}': {e}")))?;
+    loop {
+        let (stream, _) = listener.accept()?;
+        serve_client(agent, stream);
+    }
+}
+
+/// Serve a vsock `CID:PORT` until an accept error.
+pub fn serve_vsock<C: Commands>(agent: &mut Agent<'_, Vec<u8>, C>, path: &str) -> io::Result<()> {
+    let (cid, port) = crate::cli::parse_vsock(path).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid vsock address '{path}' (want <cid>:<port>)"),
+        )
+    })?;
+    let listener = socket::socket(
+        AddressFamily::Vsock,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("error opening path '{path}': {e}"),
+        )
+    })?;
+    socket::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&listener),
+        &VsockAddr::new(cid, port),
+    )
+    .map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("error opening path '{path}': {e}"),
+        )
+    })?;
+    socket::listen(&listener, Backlog::new(1).map_err(io::Error::from)?)?;
+    loop {
+        let stream = File::from(socket::accept4(&listener, SockFlag::SOCK_CLOEXEC)?);
+        serve_client(agent, stream);
+    }
+}
+
+fn serve_client<C: Commands, S: io::Read + io::Write>(
+    agent: &mut Agent<'_, Vec<u8>, C>,
+    stream: S,
+) {
+    log::debug!("client connected");
+    agent.reset();
+    let mut port = Port(stream);
+    if let Err(e) = agent.serve(&mut port) {
+        log::warn!("error on client channel: {e}");
+    }
+    log::debug!("client disconnected");
+}
