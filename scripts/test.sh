@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Test it"; .ci/run calls exactly this).
 # Installs what is missing, then runs every check and test:
-#   - rustup targets for the bare-metal builds,
+#   - rustup targets for the bare-metal builds, and what the end-to-end
+#     tests need (scripts/e2e-setup.sh: QEMU, qemu-ga, a Debian kernel),
 #   - formatting and clippy (warnings are errors),
 #   - agent-core for thumbv7em-none-eabihf and riscv64gc-unknown-none-elf
 #     (with and without defmt): proves no_std and no alloc,
@@ -19,6 +20,8 @@ done
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 command -v python3 >/dev/null || { apt-get update && apt-get install -y --no-install-recommends python3; }
+# QEMU, qemu-ga, busybox, cpio, Debian's kernel, musl target (for the e2e tests).
+bash scripts/e2e-setup.sh
 
 echo "== fmt and clippy"
 cargo fmt --all -- --check

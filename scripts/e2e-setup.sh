@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need, when missing (the test command
+# runs this first; it is also safe to run by hand):
+#   - QEMU (x86_64 and riscv64 system emulators, firmware), Debian's
+#     qemu-guest-agent (the reference peer), busybox-static and cpio for
+#     the test initramfs;
+#   - Debian's kernel, unpacked (not installed) into target/e2e/kernel:
+#     the linux-image package's files, ~70 MB, no update-initramfs;
+#   - the rustup targets for the static agent and the bare-metal guest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86 seabios)
+command -v qemu-system-riscv64 >/dev/null || need+=(qemu-system-misc)
+[ -e /usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin ] || [ -e /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin ] || need+=(qemu-system-data opensbi)
+command -v qemu-ga >/dev/null || [ -x /usr/sbin/qemu-ga ] || need+=(qemu-guest-agent)
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v cpio >/dev/null || need+=(cpio)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "e2e-setup: installing ${need[*]}"
+  log=$(mktemp)
+  # --no-install-recommends: the recommends conflict with the machine's qemu-utils.
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"; } >"$log" 2>&1 \
+    || { cat "$log"; rm -f "$log"; exit 1; }
+  rm -f "$log"
+fi
+
+kernel_dir=target/e2e/kernel
+if ! ls "$kernel_dir"/boot/vmlinuz-* >/dev/null 2>&1; then
+  mkdir -p target/e2e
+  [ -n "$(apt-cache depends linux-image-amd64 2>/dev/null)" ] || apt-get update -qq
+  pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+  echo "e2e-setup: unpacking $pkg into $kernel_dir"
+  (cd target/e2e && rm -f linux-image-*.deb && apt-get download -qq "$pkg")
+  rm -rf "$kernel_dir" && mkdir -p "$kernel_dir"
+  dpkg-deb -x target/e2e/linux-image-*.deb "$kernel_dir"
+  rm -f target/e2e/linux-image-*.deb
+fi
+
+installed=$(rustup target list --installed)
+for t in x86_64-unknown-linux-musl riscv64gc-unknown-none-elf; do
+  grep -qx "$t" <<<"$installed" || rustup target add "$t"
+done
