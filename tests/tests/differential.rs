@@ -1,0 +1,193 @@
+//! Differential tests: the same bytes sent to Debian's `qemu-ga` and to our
+//! `guest-agent`, side by side on unix sockets, and the answers compared
+//! byte for byte, modulo the differences listed (and justified) in
+//! `tests/README.md`.
+//!
+//! The inputs are those of the recorded corpus (`fixtures/qemu-ga-7.2.jsonl`)
+//! plus policy cases; here they are replayed live, so a change in either
+//! agent shows up.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CORPUS: &str = include_str!("../fixtures/qemu-ga-7.2.jsonl");
+const END: &[u8] = b"{\"return\": {}, \"id\": \"end\"}\n";
+
+/// Debian's qemu-ga.
+fn qemu_ga_bin() -> PathBuf {
+    ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("qemu-ga is not installed: run `bash scripts/e2e-setup.sh` (Debian package qemu-guest-agent)")
+}
+
+/// An agent process on a unix socket; killed on drop (qemu-ga 7.2 can hang
+/// in its SIGTERM handler, so SIGKILL).
+struct Peer {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Peer {
+    fn start(bin: &Path, name: &str, extra: &[&str]) -> Peer {
+        let dir = tests::scratch_dir(&format!("diff-{name}"));
+        let socket = dir.join("sock");
+        let child = Command::new(bin)
+            .args(["-m", "unix-listen", "-p"])
+            .arg(&socket)
+            .arg("-t")
+            .arg(&dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn agent");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not listen",
+                bin.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Peer { child, socket }
+    }
+
+    /// Send `input` on a fresh connection; read until the final `end` reply.
+    fn exchange(&self, input: &[u8]) -> Vec<u8> {
+        let mut stream = UnixStream::connect(&self.socket).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        stream.write_all(input).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while !out.ends_with(END) && Instant::now() < deadline {
+            if let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).escape_debug().to_string()
+}
+
+#[test]
+fn corpus_replayed_live_against_qemu_ga() {
+    let theirs = Peer::start(&qemu_ga_bin(), "qemu-ga", &[]);
+    let ours = Peer::start(tests::guest_agent_bin(), "ours", &[]);
+    let mut differences = Vec::new();
+    let mut cases = 0;
+    for line in CORPUS.lines().filter(|l| !l.trim().is_empty()) {
+        let case: serde_json::Value = serde_json::from_str(line).unwrap();
+        let input = unhex(case["input_hex"].as_str().unwrap());
+        let expected = theirs.exchange(&input);
+        assert!(
+            expected.ends_with(END),
+            "qemu-ga did not finish case {}",
+            case["name"]
+        );
+        let got = ours.exchange(&input);
+        cases += 1;
+        if got != expected {
+            differences.push(format!(
+                "{}:\n  qemu-ga: {}\n  ours:    {}",
+                case["name"],
+                show(&expected),
+                show(&got)
+            ));
+        }
+    }
+    assert!(cases >= 200);
+    assert!(
+        differences.is_empty(),
+        "{} of {cases} cases differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}
+
+/// Known difference 1 (tests/README.md): qemu-ga 7.2 says "Command X has
+/// been disabled"; we give current upstream's text, which adds ": the
+/// command is not allowed". Everything else is identical.
+fn normalize_disabled(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace(
+        " has been disabled: the command is not allowed",
+        " has been disabled",
+    )
+}
+
+#[test]
+fn block_list_against_qemu_ga() {
+    let theirs = Peer::start(
+        &qemu_ga_bin(),
+        "qemu-ga-b",
+        &["-b", "guest-ping,guest-sync"],
+    );
+    let ours = Peer::start(
+        tests::guest_agent_bin(),
+        "ours-b",
+        &["-b", "guest-ping,guest-sync"],
+    );
+    let input = b"{\"execute\":\"guest-ping\",\"id\":1}{\"execute\":\"guest-sync\",\"arguments\":{\"id\":2}}\
+                  {\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":3}}\
+                  {\"execute\":\"guest-sync\",\"arguments\":{\"id\":\"x\"}}\
+                  {\"execute\":\"nope\"}{\"execute\":\"guest-info\",\"arguments\":{\"x\":1}}";
+    // End with a command both allow, and our END marker via guest-sync-delimited
+    // is not possible (ping is blocked): use an unknown command's error.
+    let mut input = input.to_vec();
+    input.extend_from_slice(
+        b"{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":4},\"id\":\"end\"}",
+    );
+    let end = b"\xff{\"return\": 4, \"id\": \"end\"}\n";
+    let read = |peer: &Peer| {
+        let mut stream = UnixStream::connect(&peer.socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        stream.write_all(&input).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !out.ends_with(end) && Instant::now() < deadline {
+            if let Ok(n) = stream.read(&mut buf) {
+                out.extend_from_slice(&buf[..n]);
+            }
+        }
+        out
+    };
+    let expected = read(&theirs);
+    let got = read(&ours);
+    assert!(expected.ends_with(end), "qemu-ga: {}", show(&expected));
+    assert_eq!(normalize_disabled(&got), normalize_disabled(&expected));
+    assert_ne!(
+        got, expected,
+        "the disabled text is expected to differ (README difference 1)"
+    );
+}
