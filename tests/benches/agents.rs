@@ -1,0 +1,407 @@
+//! Side-by-side benchmark: our `guest-agent`, Debian's `qemu-ga` and a
+//! trivial line-echo server (the transport's ceiling), each on a unix
+//! socket, measured in the same run. Prints a table with ratios; asserts
+//! nothing (figures on a shared machine are noisy).
+//!
+//! ```text
+//! cargo bench -p tests --bench agents
+//! ```
+//!
+//! Figures: sequential `guest-ping` round trips per second with client and
+//! server pinned to one CPU; pipelined `guest-ping` requests per second;
+//! server CPU time per request under the pipelined load; latency of
+//! `guest-sync-delimited` (p50/p99); time from process start to the first
+//! answer; resident memory idle and at peak.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PING: &[u8] = b"{\"execute\":\"guest-ping\"}\n";
+const PONG: &[u8] = b"{\"return\": {}}\n";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--echo-server") {
+        echo_server(Path::new(&args[at + 1]));
+        return;
+    }
+    let sequential_n = env_count("QGA_BENCH_SEQUENTIAL", 20_000);
+    let pipelined_n = env_count("QGA_BENCH_PIPELINED", 200_000);
+    let latency_n = env_count("QGA_BENCH_LATENCY", 5_000);
+
+    let ours = build_release_agent();
+    let qemu_ga = ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    let me = std::env::current_exe().expect("own path");
+
+    let mut servers: Vec<(&str, Vec<String>)> = vec![
+        (
+            "echo ceiling",
+            vec![me.display().to_string(), "--echo-server".into()],
+        ),
+        (
+            "guest-agent",
+            vec![
+                ours.display().to_string(),
+                "-m".into(),
+                "unix-listen".into(),
+                "-p".into(),
+            ],
+        ),
+    ];
+    match &qemu_ga {
+        Some(q) => servers.push((
+            "qemu-ga",
+            vec![
+                q.display().to_string(),
+                "-m".into(),
+                "unix-listen".into(),
+                "-p".into(),
+            ],
+        )),
+        None => eprintln!(
+            "qemu-ga not installed (Debian package qemu-guest-agent): its column is skipped"
+        ),
+    }
+
+    let mut rows: Vec<(String, Vec<Option<f64>>)> = Vec::new();
+    let names: Vec<&str> = servers.iter().map(|(n, _)| *n).collect();
+    let mut results = Vec::new();
+    for (name, argv) in &servers {
+        eprintln!("benchmarking {name} ...");
+        results.push(measure(
+            argv,
+            *name == "echo ceiling",
+            sequential_n,
+            pipelined_n,
+            latency_n,
+        ));
+    }
+    let metric = |label: &str, f: &dyn Fn(&Figures) -> Option<f64>| {
+        (label.to_string(), results.iter().map(f).collect::<Vec<_>>())
+    };
+    rows.push(metric("sequential ping, round trips/s (1 CPU)", &|r| {
+        Some(r.sequential_per_s)
+    }));
+    rows.push(metric("pipelined ping, requests/s", &|r| {
+        Some(r.pipelined_per_s)
+    }));
+    rows.push(metric("server CPU per pipelined request, µs", &|r| {
+        Some(r.cpu_us_per_request)
+    }));
+    rows.push(metric("guest-sync-delimited p50, µs", &|r| r.sync_p50_us));
+    rows.push(metric("guest-sync-delimited p99, µs", &|r| r.sync_p99_us));
+    rows.push(metric("start to first answer, ms", &|r| Some(r.startup_ms)));
+    rows.push(metric("RSS idle, KiB", &|r| Some(r.rss_idle_kib)));
+    rows.push(metric("RSS peak, KiB", &|r| Some(r.rss_peak_kib)));
+
+    println!();
+    println!(
+        "machine: {} CPUs; {} sequential, {} pipelined, {} sync requests",
+        cpus(),
+        sequential_n,
+        pipelined_n,
+        latency_n
+    );
+    print!("{:<42}", "");
+    for n in &names {
+        print!("{n:>15}");
+    }
+    if names.len() == 3 {
+        print!("{:>18}", "ours / qemu-ga");
+    }
+    println!();
+    for (label, values) in rows {
+        print!("{label:<42}");
+        for v in &values {
+            match v {
+                Some(v) => print!("{:>15}", format_figure(*v)),
+                None => print!("{:>15}", "-"),
+            }
+        }
+        if let (Some(Some(a)), Some(Some(b))) = (values.get(1), values.get(2)) {
+            print!("{:>17.2}x", a / b);
+        }
+        println!();
+    }
+    if let (Some(ceiling), Some(agent)) = (results.first(), results.get(1)) {
+        println!(
+            "\nguest-agent reaches {:.0} % of the echo ceiling on sequential round trips",
+            100.0 * agent.sequential_per_s / ceiling.sequential_per_s
+        );
+    }
+}
+
+fn format_figure(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `cargo build --release` of the agent; its path.
+fn build_release_agent() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "agent-linux",
+            "--bin",
+            "guest-agent",
+        ])
+        .current_dir(&root)
+        .status()
+        .expect("cargo build");
+    assert!(status.success());
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    target.join("release").join("guest-agent")
+}
+
+/// The ceiling: answers each request line with a fixed reply line.
+fn echo_server(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).expect("bind");
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let mut writer = stream.try_clone().expect("clone");
+        let mut reader = BufReader::with_capacity(4096, stream);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let reply: &[u8] = if line.starts_with(b"{\"execute\":\"guest-sync-delimited\"")
+                    {
+                        b"\xff{\"return\": 1}\n"
+                    } else {
+                        PONG
+                    };
+                    if writer.write_all(reply).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Figures {
+    sequential_per_s: f64,
+    pipelined_per_s: f64,
+    cpu_us_per_request: f64,
+    sync_p50_us: Option<f64>,
+    sync_p99_us: Option<f64>,
+    startup_ms: f64,
+    rss_idle_kib: f64,
+    rss_peak_kib: f64,
+}
+
+struct Server {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(argv: &[String], tag: usize) -> (Server, Duration) {
+    let dir = std::env::temp_dir().join(format!("qga-bench-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("sock");
+    let started = Instant::now();
+    // Pinned to CPU 0, like the client's measuring thread.
+    let child = Command::new("taskset")
+        .args(["-c", "0"])
+        .args(argv)
+        .arg(&socket)
+        .args(if argv.iter().any(|a| a == "unix-listen") {
+            vec!["-t".to_string(), dir.display().to_string()]
+        } else {
+            vec![]
+        })
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let server = Server { child, socket };
+    // Time to the first answer: connect as soon as the socket exists.
+    let mut stream = loop {
+        if let Ok(s) = UnixStream::connect(&server.socket) {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    stream.write_all(PING).unwrap();
+    read_replies(&mut stream, 1);
+    (server, started.elapsed())
+}
+
+/// Read until `n` reply lines (newlines) arrived.
+fn read_replies(stream: &mut UnixStream, n: usize) {
+    let mut buf = [0u8; 65536];
+    let mut seen = 0;
+    while seen < n {
+        let got = stream.read(&mut buf).expect("read reply");
+        assert!(got > 0, "server closed");
+        seen += buf[..got].iter().filter(|&&b| b == b'\n').count();
+    }
+}
+
+fn pin_to_cpu0() {
+    let mut set = nix::sched::CpuSet::new();
+    let _ = set.set(0);
+    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+}
+
+fn unpin() {
+    let mut set = nix::sched::CpuSet::new();
+    for cpu in 0..cpus() {
+        let _ = set.set(cpu);
+    }
+    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+}
+
+/// utime + stime of `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ
+}
+
+fn status_kib(pid: u32, key: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The pid of the server itself (taskset execs it, so it is the child).
+fn server_pid(server: &Server) -> u32 {
+    server.child.id()
+}
+
+fn measure(
+    argv: &[String],
+    is_echo: bool,
+    sequential_n: usize,
+    pipelined_n: usize,
+    latency_n: usize,
+) -> Figures {
+    let tag = if is_echo { 0 } else { argv[0].len() };
+    let (server, startup) = start(argv, tag);
+    let pid = server_pid(&server);
+    std::thread::sleep(Duration::from_millis(200));
+    let rss_idle_kib = status_kib(pid, "VmRSS:");
+
+    // Sequential round trips, client and server on CPU 0.
+    let mut stream = UnixStream::connect(&server.socket).unwrap();
+    pin_to_cpu0();
+    for _ in 0..1000 {
+        stream.write_all(PING).unwrap();
+        read_replies(&mut stream, 1);
+    }
+    let t = Instant::now();
+    for _ in 0..sequential_n {
+        stream.write_all(PING).unwrap();
+        read_replies(&mut stream, 1);
+    }
+    let sequential_per_s = sequential_n as f64 / t.elapsed().as_secs_f64();
+
+    // guest-sync-delimited latency.
+    let (sync_p50_us, sync_p99_us) = {
+        let mut samples = Vec::with_capacity(latency_n);
+        for i in 0..latency_n {
+            let request =
+                format!("{{\"execute\":\"guest-sync-delimited\",\"arguments\":{{\"id\":{i}}}}}\n");
+            let t = Instant::now();
+            stream.write_all(request.as_bytes()).unwrap();
+            read_replies(&mut stream, 1);
+            samples.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        samples.sort_by(f64::total_cmp);
+        (
+            samples.get(samples.len() / 2).copied(),
+            samples.get(samples.len() * 99 / 100).copied(),
+        )
+    };
+    unpin();
+    drop(stream);
+
+    // Pipelined: a writer thread floods, this thread reads.
+    let stream = UnixStream::connect(&server.socket).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = stream;
+    let cpu_before = cpu_seconds(pid);
+    let t = Instant::now();
+    let flood = std::thread::spawn(move || {
+        let batch: Vec<u8> = PING.repeat(256);
+        let mut sent = 0;
+        while sent < pipelined_n {
+            let n = (pipelined_n - sent).min(256);
+            writer.write_all(&batch[..n * PING.len()]).unwrap();
+            sent += n;
+        }
+    });
+    read_replies(&mut reader, pipelined_n);
+    let elapsed = t.elapsed().as_secs_f64();
+    flood.join().unwrap();
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let rss_peak_kib = status_kib(pid, "VmHWM:");
+    Figures {
+        sequential_per_s,
+        pipelined_per_s: pipelined_n as f64 / elapsed,
+        cpu_us_per_request: cpu * 1e6 / pipelined_n as f64,
+        sync_p50_us,
+        sync_p99_us,
+        startup_ms: startup.as_secs_f64() * 1e3,
+        rss_idle_kib,
+        rss_peak_kib,
+    }
+}
