@@ -17,6 +17,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use agent_core::{Agent, Commands};
+
+use crate::port::Batched;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, BaudRate, FlushArg, SetArg, SpecialCharacterIndices};
@@ -93,8 +95,8 @@ pub fn serve<C: Commands>(
             Ok(n) => {
                 host_present = true;
                 backoff = BACKOFF_MIN;
-                let mut out = Port { file: &mut file };
-                if let Err(e) = agent.feed(&buf[..n], &mut out) {
+                let mut out = Batched::new(Port { file: &mut file });
+                if let Err(e) = agent.feed(&buf[..n], &mut out).and_then(|_| out.send()) {
                     log::warn!("reply dropped: {e}");
                     agent.reset();
                 }
@@ -113,16 +115,12 @@ pub fn serve<C: Commands>(
     }
 }
 
-/// The device as an `embedded_io` sink that never busy-waits.
+/// The device as a sink that never busy-waits.
 struct Port<'f> {
     file: &'f mut File,
 }
 
-impl embedded_io::ErrorType for Port<'_> {
-    type Error = io::Error;
-}
-
-impl embedded_io::Write for Port<'_> {
+impl Write for Port<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let deadline = Instant::now() + WRITE_TIMEOUT;
         loop {

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixListener;
 use agent_core::{Agent, Commands};
 use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, VsockAddr};
 
-use crate::port::Port;
+use crate::port::Batched;
 
 /// Serve a unix socket at `path` until an accept error.
 pub fn serve_unix<C: Commands>(agent: &mut Agent<'_, Vec<u8>, C>, path: &str) -> io::Result<()> {
@@ -62,14 +62,28 @@ pub fn serve_vsock<C: Commands>(agent: &mut Agent<'_, Vec<u8>, C>, path: &str) -
     }
 }
 
+/// Bytes read from a client at a time.
+const READ_BYTES: usize = 64 << 10;
+
 fn serve_client<C: Commands, S: io::Read + io::Write>(
     agent: &mut Agent<'_, Vec<u8>, C>,
-    stream: S,
+    mut stream: S,
 ) {
     log::debug!("client connected");
     agent.reset();
-    let mut port = Port(stream);
-    if let Err(e) = agent.serve(&mut port) {
+    let mut input = vec![0u8; READ_BYTES];
+    let result: io::Result<()> = (|| loop {
+        let n = match stream.read(&mut input) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut out = Batched::new(&mut stream);
+        agent.feed(&input[..n], &mut out)?;
+        out.send()?;
+    })();
+    if let Err(e) = result {
         log::warn!("error on client channel: {e}");
     }
     log::debug!("client disconnected");

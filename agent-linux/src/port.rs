@@ -1,36 +1,80 @@
-//! `embedded-io` over any `std::io` stream, so agent-core can drive it.
+//! `embedded-io` sinks over `std::io` streams that batch replies: the agent
+//! writes a reply in many small pieces, and one system call per piece
+//! would dominate its cost. [`Batched`] collects them and writes them out
+//! when [`Batched::send`] is called after each input chunk (or when
+//! [`BATCH_BYTES`] have piled up, so a large reply streams in pieces).
 
-use std::io;
+use std::io::{self, Write};
 
-/// A `std::io::Read + Write` stream seen through `embedded_io`.
-pub struct Port<T>(pub T);
+/// Replies are written out once this many bytes are pending.
+pub const BATCH_BYTES: usize = 64 << 10;
 
-impl<T> embedded_io::ErrorType for Port<T> {
+/// A batching sink over `T`.
+pub struct Batched<T> {
+    inner: T,
+    pending: Vec<u8>,
+}
+
+impl<T: Write> Batched<T> {
+    /// Batch writes to `inner`.
+    pub fn new(inner: T) -> Self {
+        Batched {
+            inner,
+            pending: Vec::with_capacity(BATCH_BYTES),
+        }
+    }
+
+    /// The underlying stream.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    /// Write out everything pending.
+    pub fn send(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            let result = self.inner.write_all(&self.pending);
+            self.pending.clear();
+            result?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<T> embedded_io::ErrorType for Batched<T> {
     type Error = io::Error;
 }
 
-impl<T: io::Read> embedded_io::Read for Port<T> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, io::Error> {
-        loop {
-            match self.0.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => return other,
-            }
+impl<T: Write> embedded_io::Write for Batched<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= BATCH_BYTES {
+            self.send()?;
         }
+        Ok(buf.len())
+    }
+
+    /// Called by the agent after each reply; the batch goes out at
+    /// [`send`](Batched::send), after the whole input chunk.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
-impl<T: io::Write> embedded_io::Write for Port<T> {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, io::Error> {
-        loop {
-            match self.0.write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => return other,
-            }
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embedded_io::Write as _;
 
-    fn flush(&mut self) -> Result<(), io::Error> {
-        self.0.flush()
+    #[test]
+    fn batches_until_send_or_full() {
+        let mut port = Batched::new(Vec::new());
+        port.write_all(b"{\"return\": ").unwrap();
+        port.write_all(b"{}}\n").unwrap();
+        embedded_io::Write::flush(&mut port).unwrap();
+        assert!(port.get_mut().is_empty());
+        port.send().unwrap();
+        assert_eq!(port.get_mut().as_slice(), b"{\"return\": {}}\n");
+        port.write_all(&vec![b'x'; BATCH_BYTES + 1]).unwrap();
+        assert_eq!(port.get_mut().len(), 15 + BATCH_BYTES + 1);
     }
 }

@@ -32,6 +32,7 @@ fn main() {
     let pipelined_n = env_count("QGA_BENCH_PIPELINED", 200_000);
     let latency_n = env_count("QGA_BENCH_LATENCY", 5_000);
 
+    let _ = cpus();
     let ours = build_release_agent();
     let qemu_ga = ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
         .into_iter()
@@ -152,8 +153,10 @@ fn env_count(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// CPUs of the machine (read once: pinning changes what the OS reports).
 fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// `cargo build --release` of the agent; its path.
