@@ -25,6 +25,7 @@ impl<T: Write> Batched<T> {
     }
 
     /// The underlying stream.
+    #[cfg(test)]
     pub fn get_mut(&mut self) -> &mut T {
         &mut self.inner
     }
