@@ -1,0 +1,703 @@
+//! The virtio console driver with MULTIPORT: control queues, port
+//! discovery by name, one open port as `embedded-io`.
+//!
+//! Built on `virtio-drivers`: its [`Transport`] (MMIO or PCI) negotiates
+//! features and sets up queues, its [`VirtQueue`] moves buffers, its
+//! [`Hal`] provides DMA memory. What it lacks, and this module adds, is
+//! the console's multiport protocol (virtio 1.2 §5.3.6): port 0 on queues
+//! 0/1, control messages on queues 2 (device → driver) and 3 (driver →
+//! device), port N ≥ 1 on queues 2N+2 and 2N+3.
+//!
+//! Sequence: [`VirtioConsole::new`] negotiates MULTIPORT, sets up the
+//! queues of ports `0..PORTS` and the control queues, and sends
+//! DEVICE_READY; the device answers with PORT_ADD per port, the driver
+//! with PORT_READY, the device then with the port's name (PORT_NAME),
+//! whether it is a console (CONSOLE_PORT) and whether a host client is
+//! connected (PORT_OPEN). [`VirtioConsole::poll`] runs that exchange;
+//! [`VirtioConsole::find`] looks a port up by name once it has been named;
+//! [`VirtioConsole::open`] tells the device the guest uses the port
+//! (PORT_OPEN) and gives a [`Port`].
+//!
+//! Without MULTIPORT (an old device or `max_nr_ports` = 1) there is only
+//! port 0, nameless, always connected, no events.
+//!
+//! No interrupts: everything is polled. Only one port is open at a time.
+
+use core::fmt;
+use core::hint::spin_loop;
+
+use bitflags::bitflags;
+use heapless::Deque;
+use virtio_drivers::queue::VirtQueue;
+use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::{BufferDirection, Hal};
+
+use crate::control::{ControlEvent, ControlMessage, HEADER_LEN};
+use crate::dma::DmaPage;
+use crate::ports::{Effect, PortState, PortTable};
+
+/// Queue index of the control receive queue (device → driver).
+const CONTROL_RX: u16 = 2;
+/// Queue index of the control transmit queue (driver → device).
+const CONTROL_TX: u16 = 3;
+/// Control receive buffers (QEMU's control queues have 32 entries and
+/// drop control messages when no buffer is posted, so post many).
+const CONTROL_SLOTS: usize = 32;
+/// Descriptors per data queue.
+const DATA_QUEUE_SIZE: usize = 4;
+/// Receive buffers per open port (each `PAGE_SIZE / RX_SLOTS` bytes).
+const RX_SLOTS: usize = 2;
+/// Bytes buffered by [`Port`]'s `write` before they are sent.
+pub const TX_BUFFER_LEN: usize = 1024;
+/// Host events kept for [`Port::poll_event`] before older ones are
+/// folded.
+const EVENT_CAPACITY: usize = 8;
+
+bitflags! {
+    /// Feature bits this driver offers to negotiate.
+    #[derive(Copy, Clone, Debug, Default, Eq, PartialEq)]
+    struct Features: u64 {
+        /// Several ports, control queues.
+        const MULTIPORT = 1 << 1;
+        /// Virtio 1.0 (must be accepted when offered).
+        const VERSION_1 = 1 << 32;
+    }
+}
+
+/// The receive queue index of port `id`.
+pub const fn rx_queue(id: u32) -> u16 {
+    if id == 0 {
+        0
+    } else {
+        // Port ids are below 2^15 here: they index the queue space (u16).
+        (id as u16).wrapping_mul(2).wrapping_add(2)
+    }
+}
+
+/// The transmit queue index of port `id`.
+pub const fn tx_queue(id: u32) -> u16 {
+    rx_queue(id).wrapping_add(1)
+}
+
+/// A driver error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConsoleError {
+    /// The transport is not a console device.
+    NotAConsole,
+    /// The port does not exist (not added by the device, or beyond the
+    /// driver's `PORTS`).
+    NoSuchPort(u32),
+    /// Another port is already open (only one can be).
+    AlreadyOpen(u32),
+    /// `virtio-drivers` failed (queue setup, DMA, a misbehaving device).
+    Virtio(virtio_drivers::Error),
+}
+
+impl From<virtio_drivers::Error> for ConsoleError {
+    fn from(e: virtio_drivers::Error) -> Self {
+        ConsoleError::Virtio(e)
+    }
+}
+
+impl fmt::Display for ConsoleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConsoleError::NotAConsole => f.write_str("not a virtio console device"),
+            ConsoleError::NoSuchPort(id) => write!(f, "no virtio console port {id}"),
+            ConsoleError::AlreadyOpen(id) => write!(f, "virtio console port {id} is open"),
+            ConsoleError::Virtio(e) => write!(f, "virtio: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for ConsoleError {}
+
+impl embedded_io::Error for ConsoleError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        match self {
+            ConsoleError::NotAConsole | ConsoleError::NoSuchPort(_) => {
+                embedded_io::ErrorKind::NotFound
+            }
+            ConsoleError::AlreadyOpen(_) => embedded_io::ErrorKind::AddrInUse,
+            ConsoleError::Virtio(_) => embedded_io::ErrorKind::Other,
+        }
+    }
+}
+
+/// A change on the open port's host side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortEvent {
+    /// A host client opened the port.
+    HostConnected,
+    /// The host client went away: drop partial input (`agent.reset()`).
+    HostDisconnected,
+    /// The device removed the port; it is closed.
+    Removed,
+}
+
+/// The control queues and their receive buffers.
+struct Control<H: Hal> {
+    rx: VirtQueue<H, CONTROL_SLOTS>,
+    tx: VirtQueue<H, 2>,
+    rx_page: DmaPage<H, CONTROL_SLOTS>,
+    /// The token of each posted receive slot.
+    rx_tokens: [Option<u16>; CONTROL_SLOTS],
+    /// Answers waiting to be sent (PORT_READY per added port).
+    outbox: Deque<ControlMessage, CONTROL_SLOTS>,
+}
+
+/// A port's queue pair.
+struct Queues<H: Hal> {
+    rx: VirtQueue<H, DATA_QUEUE_SIZE>,
+    tx: VirtQueue<H, DATA_QUEUE_SIZE>,
+}
+
+/// The receive side of the open port: `RX_SLOTS` buffers, posted in
+/// order, consumed in order.
+struct Rx<H: Hal> {
+    page: DmaPage<H, RX_SLOTS>,
+    tokens: [Option<u16>; RX_SLOTS],
+    /// Bytes received in each slot (0 = none yet).
+    filled: [usize; RX_SLOTS],
+    /// The oldest slot: the next to read from.
+    head: usize,
+    /// Read position in the head slot.
+    cursor: usize,
+}
+
+/// The open port.
+struct Open<H: Hal> {
+    id: u32,
+    rx: Rx<H>,
+    tx_buf: [u8; TX_BUFFER_LEN],
+    tx_len: usize,
+    events: Deque<PortEvent, EVENT_CAPACITY>,
+}
+
+/// A virtio console with up to `PORTS` ports (ids `0..PORTS`; a device
+/// port with a higher id is ignored), over transport `T` with DMA from
+/// `H`.
+///
+/// Memory: queues for every port are set up before the device is started,
+/// as the virtio spec requires, two pages per queue from `H`; choose
+/// `PORTS` as small as the configuration allows (QEMU numbers
+/// `virtserialport`s from 1, `virtconsole`s from 0).
+pub struct VirtioConsole<H: Hal, T: Transport, const PORTS: usize = 4> {
+    transport: T,
+    control: Option<Control<H>>,
+    queues: [Option<Queues<H>>; PORTS],
+    table: PortTable<PORTS>,
+    open: Option<Open<H>>,
+}
+
+impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
+    /// Initialise the device: negotiate MULTIPORT, set up the queues, start
+    /// the device and send DEVICE_READY (then [`poll`](Self::poll) until
+    /// the ports you need are named).
+    pub fn new(mut transport: T) -> Result<Self, ConsoleError> {
+        if transport.device_type() != DeviceType::Console {
+            return Err(ConsoleError::NotAConsole);
+        }
+        let features = transport.begin_init(Features::all());
+        let multiport = features.contains(Features::MULTIPORT);
+        let device_ports = if multiport {
+            transport.read_config_space::<u32>(4)?
+        } else {
+            1
+        };
+        let ports = usize::try_from(device_ports).unwrap_or(usize::MAX).min(PORTS);
+        let mut queues = [const { None }; PORTS];
+        for (id, slot) in (0u32..).zip(queues.iter_mut().take(ports)) {
+            *slot = Some(Queues {
+                rx: VirtQueue::new(&mut transport, rx_queue(id), false, false)?,
+                tx: VirtQueue::new(&mut transport, tx_queue(id), false, false)?,
+            });
+        }
+        let control = if multiport {
+            Some(Control {
+                rx: VirtQueue::new(&mut transport, CONTROL_RX, false, false)?,
+                tx: VirtQueue::new(&mut transport, CONTROL_TX, false, false)?,
+                rx_page: DmaPage::new(BufferDirection::DeviceToDriver)?,
+                rx_tokens: [None; CONTROL_SLOTS],
+                outbox: Deque::new(),
+            })
+        } else {
+            None
+        };
+        let mut console = VirtioConsole {
+            transport,
+            control,
+            queues,
+            table: if multiport {
+                PortTable::new()
+            } else {
+                PortTable::single_port()
+            },
+            open: None,
+        };
+        if let Some(control) = console.control.as_mut() {
+            for slot in 0..CONTROL_SLOTS {
+                control.post(slot)?;
+            }
+        }
+        console.transport.finish_init();
+        if console.control.is_some() {
+            console.transport.notify(CONTROL_RX);
+            console.send_control(ControlMessage::new(0, ControlEvent::DeviceReady, 1))?;
+            console.poll()?;
+        }
+        Ok(console)
+    }
+
+    /// Whether MULTIPORT was negotiated (else only port 0 exists).
+    pub fn is_multiport(&self) -> bool {
+        self.control.is_some()
+    }
+
+    /// Run the control protocol: read what the device sent, answer it,
+    /// update the port table and queue host events for the open port.
+    pub fn poll(&mut self) -> Result<(), ConsoleError> {
+        loop {
+            let Some(control) = self.control.as_mut() else {
+                return Ok(());
+            };
+            while let Some((msg, payload_len, slot)) = control.receive()? {
+                // SAFETY: `receive` popped `slot` from the queue; it is ours
+                // until `post` lends it again below.
+                let buf = unsafe { control.rx_page.slot(slot) };
+                let payload = buf
+                    .get(HEADER_LEN..HEADER_LEN.saturating_add(payload_len))
+                    .unwrap_or(&[]);
+                let effect = self.table.apply(msg, payload);
+                control.post(slot)?;
+                match effect {
+                    Effect::Send(reply) => {
+                        if control.outbox.push_back(reply).is_err() {
+                            // Cannot happen: one answer per received slot.
+                        }
+                    }
+                    Effect::Host { id, connected } => {
+                        if let Some(open) = self.open.as_mut().filter(|o| o.id == id) {
+                            open.push_event(if connected {
+                                PortEvent::HostConnected
+                            } else {
+                                PortEvent::HostDisconnected
+                            });
+                        }
+                    }
+                    Effect::Removed(id) => {
+                        if let Some(open) = self.open.as_mut().filter(|o| o.id == id) {
+                            open.push_event(PortEvent::Removed);
+                        }
+                    }
+                    Effect::None | Effect::Ignored(_) => {}
+                }
+            }
+            // Send one answer, then look again: the device may answer it
+            // at once, and must find receive buffers posted.
+            let Some(reply) = control.outbox.pop_front() else {
+                return Ok(());
+            };
+            self.send_control(reply)?;
+        }
+    }
+
+    /// The ports the device has added: `(id, state)`.
+    pub fn ports(&self) -> impl Iterator<Item = (u32, &PortState)> + '_ {
+        self.table.iter()
+    }
+
+    /// The id of the port named `name`, if the device has named one so.
+    pub fn find(&self, name: &str) -> Option<u32> {
+        self.table.find(name)
+    }
+
+    /// Open port `id` for the guest (PORT_OPEN to the device) and return
+    /// it. Only one port can be opened: its receive buffers stay with the
+    /// device from then on. Opening it again returns the same port.
+    pub fn open(&mut self, id: u32) -> Result<Port<'_, H, T, PORTS>, ConsoleError> {
+        let usable = self.table.get(id).is_some_and(PortState::is_present)
+            && self.queue_pair(id).is_some();
+        if !usable {
+            return Err(ConsoleError::NoSuchPort(id));
+        }
+        if let Some(other) = self.open.as_ref().map(|o| o.id).filter(|&o| o != id) {
+            return Err(ConsoleError::AlreadyOpen(other));
+        }
+        if self.open.is_none() {
+            let mut open = Open {
+                id,
+                rx: Rx {
+                    page: DmaPage::new(BufferDirection::DeviceToDriver)?,
+                    tokens: [None; RX_SLOTS],
+                    filled: [0; RX_SLOTS],
+                    head: 0,
+                    cursor: 0,
+                },
+                tx_buf: [0; TX_BUFFER_LEN],
+                tx_len: 0,
+                events: Deque::new(),
+            };
+            if let Some(queues) = self.queues.get_mut(id as usize).and_then(Option::as_mut) {
+                for slot in 0..RX_SLOTS {
+                    open.rx.post(&mut queues.rx, slot)?;
+                }
+                if queues.rx.should_notify() {
+                    self.transport.notify(rx_queue(id));
+                }
+            }
+            if self.table.get(id).is_some_and(PortState::is_host_connected) {
+                open.push_event(PortEvent::HostConnected);
+            }
+            self.open = Some(open);
+            if self.control.is_some() {
+                self.send_control(ControlMessage::new(id, ControlEvent::PortOpen, 1))?;
+                self.poll()?;
+            }
+        }
+        Ok(Port { console: self })
+    }
+
+    /// The open port, if any.
+    pub fn port(&mut self) -> Option<Port<'_, H, T, PORTS>> {
+        self.open.as_ref()?;
+        Some(Port { console: self })
+    }
+
+    fn queue_pair(&mut self, id: u32) -> Option<&mut Queues<H>> {
+        self.queues
+            .get_mut(usize::try_from(id).ok()?)
+            .and_then(Option::as_mut)
+    }
+
+    fn send_control(&mut self, msg: ControlMessage) -> Result<(), ConsoleError> {
+        let Some(control) = self.control.as_mut() else {
+            return Ok(());
+        };
+        let bytes = msg.emit();
+        control
+            .tx
+            .add_notify_wait_pop(&[&bytes], &mut [], &mut self.transport)?;
+        Ok(())
+    }
+
+    /// Whether the open port's host side is connected (the latest state,
+    /// ahead of undelivered events).
+    fn host_connected(&self, id: u32) -> bool {
+        self.table.get(id).is_some_and(PortState::is_host_connected)
+    }
+
+    /// Move received buffers of the open port from the used ring.
+    fn receive_data(&mut self) -> Result<(), ConsoleError> {
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
+        let Some(queues) = self
+            .queues
+            .get_mut(open.id as usize)
+            .and_then(Option::as_mut)
+        else {
+            return Ok(());
+        };
+        open.rx.receive(&mut queues.rx)
+    }
+
+    /// Repost the head receive slot once it has been read out.
+    fn recycle(&mut self) -> Result<(), ConsoleError> {
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
+        let id = open.id;
+        let Some(queues) = self.queues.get_mut(id as usize).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        if open.rx.head_consumed() {
+            let slot = open.rx.head;
+            open.rx.head = (slot + 1) % RX_SLOTS;
+            open.rx.cursor = 0;
+            open.rx.filled[slot] = 0;
+            open.rx.post(&mut queues.rx, slot)?;
+            if queues.rx.should_notify() {
+                self.transport.notify(rx_queue(id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Send the open port's buffered output.
+    fn flush_tx(&mut self) -> Result<(), ConsoleError> {
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
+        let len = core::mem::take(&mut open.tx_len);
+        if len == 0 || !self.table.get(open.id).is_some_and(PortState::is_host_connected) {
+            return Ok(());
+        }
+        let Some(queues) = self
+            .queues
+            .get_mut(open.id as usize)
+            .and_then(Option::as_mut)
+        else {
+            return Ok(());
+        };
+        let data = open.tx_buf.get(..len).unwrap_or(&[]);
+        queues
+            .tx
+            .add_notify_wait_pop(&[data], &mut [], &mut self.transport)?;
+        Ok(())
+    }
+}
+
+impl<H: Hal, T: Transport, const PORTS: usize> Drop for VirtioConsole<H, T, PORTS> {
+    fn drop(&mut self) {
+        // Make the device forget every queue before the DMA pages go.
+        self.transport.set_status(Default::default());
+        for id in (0u32..).take(PORTS) {
+            self.transport.queue_unset(rx_queue(id));
+            self.transport.queue_unset(tx_queue(id));
+        }
+        if self.control.is_some() {
+            self.transport.queue_unset(CONTROL_RX);
+            self.transport.queue_unset(CONTROL_TX);
+        }
+    }
+}
+
+impl<H: Hal> Control<H> {
+    /// Lend receive slot `slot` to the device.
+    fn post(&mut self, slot: usize) -> Result<(), ConsoleError> {
+        // SAFETY: `slot` is not lent: it is either fresh or was just popped.
+        let buf = unsafe { self.rx_page.slot(slot) };
+        // SAFETY: the slot lives in `rx_page`, which outlives the queue's
+        // use of it (the queue is unset before the page is freed), and the
+        // driver does not touch it until `receive` pops this token.
+        let token = unsafe { self.rx.add(&[], &mut [buf]) }?;
+        if let Some(t) = self.rx_tokens.get_mut(slot) {
+            *t = Some(token);
+        }
+        Ok(())
+    }
+
+    /// Pop one received control message: its header, payload length and
+    /// slot (still to be re-posted).
+    fn receive(&mut self) -> Result<Option<(ControlMessage, usize, usize)>, ConsoleError> {
+        loop {
+            let Some(token) = self.rx.peek_used() else {
+                return Ok(None);
+            };
+            let Some(slot) = self.rx_tokens.iter().position(|t| *t == Some(token)) else {
+                return Err(ConsoleError::Virtio(virtio_drivers::Error::WrongToken));
+            };
+            // SAFETY: the device has returned this slot (its token is next
+            // in the used ring), so the driver may access it again.
+            let buf = unsafe { self.rx_page.slot(slot) };
+            // SAFETY: `buf` is the buffer added with `token`.
+            let len = unsafe { self.rx.pop_used(token, &[], &mut [buf]) }?;
+            if let Some(t) = self.rx_tokens.get_mut(slot) {
+                *t = None;
+            }
+            // SAFETY: popped above; not lent again yet.
+            let buf = unsafe { self.rx_page.slot(slot) };
+            let len = usize::try_from(len).unwrap_or(0).min(buf.len());
+            match buf.get(..len).and_then(ControlMessage::parse) {
+                Some((msg, payload)) => return Ok(Some((msg, payload.len(), slot))),
+                // A runt message: drop it, lend the slot again.
+                None => self.post(slot)?,
+            }
+        }
+    }
+}
+
+impl<H: Hal> Rx<H> {
+    fn post(
+        &mut self,
+        queue: &mut VirtQueue<H, DATA_QUEUE_SIZE>,
+        slot: usize,
+    ) -> Result<(), ConsoleError> {
+        // SAFETY: `slot` is not lent: fresh, or read out and recycled.
+        let buf = unsafe { self.page.slot(slot) };
+        // SAFETY: the page outlives the device's use of the slot (the queue
+        // is unset before the page is freed); the driver leaves it alone
+        // until `receive` pops the token.
+        let token = unsafe { queue.add(&[], &mut [buf]) }?;
+        if let Some(t) = self.tokens.get_mut(slot) {
+            *t = Some(token);
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self, queue: &mut VirtQueue<H, DATA_QUEUE_SIZE>) -> Result<(), ConsoleError> {
+        while let Some(token) = queue.peek_used() {
+            let Some(slot) = self.tokens.iter().position(|t| *t == Some(token)) else {
+                return Err(ConsoleError::Virtio(virtio_drivers::Error::WrongToken));
+            };
+            // SAFETY: the device returned the slot; it is ours again.
+            let buf = unsafe { self.page.slot(slot) };
+            // SAFETY: `buf` is the buffer added with `token`.
+            let len = unsafe { queue.pop_used(token, &[], &mut [buf]) }?;
+            self.tokens[slot] = None;
+            self.filled[slot] = usize::try_from(len).unwrap_or(0).min(DmaPage::<H, RX_SLOTS>::SLOT_LEN);
+            if self.filled[slot] == 0 {
+                // An empty completion: lend it again.
+                self.post(queue, slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the head slot holds unread bytes.
+    fn has_data(&self) -> bool {
+        self.tokens[self.head].is_none() && self.cursor < self.filled[self.head]
+    }
+
+    /// Whether the head slot was received and fully read.
+    fn head_consumed(&self) -> bool {
+        self.tokens[self.head].is_none()
+            && self.filled[self.head] > 0
+            && self.cursor >= self.filled[self.head]
+    }
+
+    /// Copy unread bytes of the head slot into `buf`.
+    fn copy_out(&mut self, buf: &mut [u8]) -> usize {
+        if !self.has_data() {
+            return 0;
+        }
+        let (head, from, to) = (self.head, self.cursor, self.filled[self.head]);
+        // SAFETY: the head slot has been popped (its token is `None`).
+        let data = unsafe { self.page.slot(head) };
+        let src = data.get(from..to).unwrap_or(&[]);
+        let n = src.len().min(buf.len());
+        buf[..n].copy_from_slice(&src[..n]);
+        self.cursor += n;
+        n
+    }
+}
+
+impl<H: Hal> Open<H> {
+    fn push_event(&mut self, event: PortEvent) {
+        if self.events.is_full() {
+            // Fold the backlog: the caller must still reset once and then
+            // learn the current state.
+            self.events.clear();
+            let _ = self.events.push_back(PortEvent::HostDisconnected);
+        }
+        let _ = self.events.push_back(event);
+    }
+}
+
+/// The open port: `embedded-io` [`Read`](embedded_io::Read),
+/// [`Write`](embedded_io::Write) and [`ReadReady`](embedded_io::ReadReady),
+/// plus host events.
+///
+/// - `read` blocks (polling) until data arrives, and returns 0 while no
+///   host client is connected and nothing is buffered — so
+///   [`Agent::serve`](agent_core::Agent::serve) returns when the host goes
+///   away. Data the host sent before leaving is still read first.
+/// - `write` buffers up to [`TX_BUFFER_LEN`] bytes; `flush` (the agent
+///   flushes after every response) sends them. While no host client is
+///   connected, output is dropped, as QEMU would drop it.
+pub struct Port<'c, H: Hal, T: Transport, const PORTS: usize> {
+    console: &'c mut VirtioConsole<H, T, PORTS>,
+}
+
+impl<H: Hal, T: Transport, const PORTS: usize> Port<'_, H, T, PORTS> {
+    fn open(&self) -> &Open<H> {
+        match self.console.open.as_ref() {
+            Some(open) => open,
+            None => unreachable!("a Port exists only while its port is open"),
+        }
+    }
+
+    fn open_mut(&mut self) -> &mut Open<H> {
+        match self.console.open.as_mut() {
+            Some(open) => open,
+            None => unreachable!("a Port exists only while its port is open"),
+        }
+    }
+
+    /// The port's id.
+    pub fn id(&self) -> u32 {
+        self.open().id
+    }
+
+    /// Whether a host client is connected now.
+    pub fn is_host_connected(&self) -> bool {
+        self.console.host_connected(self.id())
+    }
+
+    /// The next change on the host side, if any. A disconnection is
+    /// reported only after the data the host sent before it has been read,
+    /// so resetting the parser on [`PortEvent::HostDisconnected`] never
+    /// drops a request of the next client.
+    pub fn poll_event(&mut self) -> Result<Option<PortEvent>, ConsoleError> {
+        self.console.poll()?;
+        self.console.receive_data()?;
+        let open = self.open_mut();
+        if open.events.front() == Some(&PortEvent::HostDisconnected) && open.rx.has_data() {
+            return Ok(None);
+        }
+        Ok(open.events.pop_front())
+    }
+
+    /// Read without blocking: what is buffered now (possibly nothing).
+    pub fn read_available(&mut self, buf: &mut [u8]) -> Result<usize, ConsoleError> {
+        self.console.poll()?;
+        self.console.receive_data()?;
+        let n = self.open_mut().rx.copy_out(buf);
+        self.console.recycle()?;
+        Ok(n)
+    }
+}
+
+impl<H: Hal, T: Transport, const PORTS: usize> embedded_io::ErrorType for Port<'_, H, T, PORTS> {
+    type Error = ConsoleError;
+}
+
+impl<H: Hal, T: Transport, const PORTS: usize> embedded_io::ReadReady for Port<'_, H, T, PORTS> {
+    fn read_ready(&mut self) -> Result<bool, Self::Error> {
+        self.console.poll()?;
+        self.console.receive_data()?;
+        Ok(self.open().rx.has_data() || !self.is_host_connected())
+    }
+}
+
+impl<H: Hal, T: Transport, const PORTS: usize> embedded_io::Read for Port<'_, H, T, PORTS> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n = self.read_available(buf)?;
+            if n > 0 || !self.is_host_connected() {
+                return Ok(n);
+            }
+            spin_loop();
+        }
+    }
+}
+
+impl<H: Hal, T: Transport, const PORTS: usize> embedded_io::Write for Port<'_, H, T, PORTS> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if !self.is_host_connected() {
+            self.open_mut().tx_len = 0;
+            return Ok(buf.len());
+        }
+        if self.open().tx_len == TX_BUFFER_LEN {
+            self.console.flush_tx()?;
+        }
+        let open = self.open_mut();
+        let free = &mut open.tx_buf[open.tx_len..];
+        let n = free.len().min(buf.len());
+        free[..n].copy_from_slice(&buf[..n]);
+        open.tx_len += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        self.console.flush_tx()
+    }
+}
