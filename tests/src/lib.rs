@@ -220,3 +220,4 @@ impl Conn {
         out
     }
 }
+pub mod linux_guest;

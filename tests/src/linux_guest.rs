@@ -1,0 +1,782 @@
+//! Helpers for the end-to-end tests in a Linux guest under QEMU
+//! (`tests/tests/linux_guest_e2e.rs`): a static `guest-agent`, an
+//! initramfs that runs it (or Debian's `qemu-ga`) on the virtio-serial
+//! port `org.qemu.guest_agent.0`, a QEMU process that is always killed,
+//! and a host-side connection to the port's chardev socket in which every
+//! wait is bounded.
+//!
+//! The facts this relies on are in `/work/shared/E2E-NOTES.md` (kernel
+//! modules, QEMU command line, what the guest sees while no host client is
+//! connected). `scripts/e2e-setup.sh` installs QEMU, busybox-static, cpio,
+//! Debian's qemu-guest-agent and unpacks Debian's kernel into
+//! `target/e2e/kernel` of the workspace.
+//!
+//! The guest's `/init` prints, once a second, a line
+//! `e2e-cpu up=<uptime s> pid=<pid> ticks=<utime+stime> run_ns=<ns on cpu>
+//! slices=<times scheduled>` for the agent under test (from
+//! `/proc/<pid>/stat` and `/proc/<pid>/schedstat`), which
+//! [`Guest::cpu_sample_after`] reads back from the console log.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use agent_core::client::{Client, Event, Outcome, SyncMode};
+
+use crate::{scratch_dir, workspace_root, Answer};
+
+/// The kernel modules the guest loads, in this order (E2E-NOTES).
+pub const MODULES: [&str; 6] = [
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_legacy_dev",
+    "virtio_pci_modern_dev",
+    "virtio_pci",
+    "virtio_console",
+];
+
+/// The virtio-serial port name both agents open by default.
+pub const PORT_NAME: &str = "org.qemu.guest_agent.0";
+
+const SETUP_HINT: &str = "run `bash scripts/e2e-setup.sh` first";
+
+/// The cargo target directory: `CARGO_TARGET_DIR` if set, else the
+/// workspace's `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || workspace_root().join("target"),
+        |d| {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                workspace_root().join(d)
+            }
+        },
+    )
+}
+
+/// `guest-agent` linked statically for x86_64 musl, release profile, built
+/// once per test process with the cargo that runs the tests.
+/// `QGA_E2E_AGENT=<path>` uses that (static) binary instead.
+pub fn static_agent_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("QGA_E2E_AGENT") {
+            return PathBuf::from(path);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let target = "x86_64-unknown-linux-musl";
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--release", "-p", "agent-linux"])
+            .args(["--bin", "guest-agent", "--target", target])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build of the static guest-agent failed (is the {target} rustup target \
+             installed? {SETUP_HINT})"
+        );
+        target_dir()
+            .join(target)
+            .join("release")
+            .join("guest-agent")
+    })
+}
+
+/// Where the host-side programs and the guest's kernel are.
+#[derive(Debug)]
+pub struct Assets {
+    /// `qemu-system-x86_64`.
+    pub qemu: PathBuf,
+    /// The kernel image (`target/e2e/kernel/boot/vmlinuz-<version>`).
+    pub vmlinuz: PathBuf,
+    /// The kernel version.
+    pub kernel_version: String,
+    /// The modules of [`MODULES`], in order (possibly compressed).
+    pub modules: Vec<PathBuf>,
+    /// A static busybox.
+    pub busybox: PathBuf,
+    /// Debian's `qemu-ga`.
+    pub qemu_ga: PathBuf,
+}
+
+/// Find `name` in `PATH` (or at one of `extra`).
+fn which(name: &str, extra: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .chain(extra.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => walk(&path, out),
+            Ok(_) => out.push(path),
+            Err(_) => {}
+        }
+    }
+}
+
+/// The shared libraries and dynamic loader `ldd` lists for `bin`.
+fn ldd(bin: &Path) -> Vec<PathBuf> {
+    let out = Command::new("ldd").arg(bin).output().expect("run ldd");
+    assert!(out.status.success(), "ldd {} failed", bin.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let path = match line.split_once("=>") {
+                Some((_, right)) => right.trim(),
+                None => line,
+            };
+            let path = path.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// Whether `bin` is statically linked (`ldd` finds nothing to load).
+fn is_static(bin: &Path) -> bool {
+    Command::new("ldd")
+        .arg(bin)
+        .output()
+        .map(|o| {
+            let text = String::from_utf8_lossy(&o.stdout) + String::from_utf8_lossy(&o.stderr);
+            text.contains("not a dynamic executable") || text.contains("statically linked")
+        })
+        .unwrap_or(false)
+}
+
+/// Locate QEMU, busybox, qemu-ga and the kernel; panics with a hint to run
+/// `scripts/e2e-setup.sh` when something is missing.
+pub fn assets() -> &'static Assets {
+    static ASSETS: OnceLock<Assets> = OnceLock::new();
+    ASSETS.get_or_init(|| {
+        let qemu = which("qemu-system-x86_64", &[])
+            .unwrap_or_else(|| panic!("qemu-system-x86_64 not found: {SETUP_HINT}"));
+        let busybox = which("busybox", &["/bin/busybox", "/usr/bin/busybox"])
+            .filter(|b| is_static(b))
+            .unwrap_or_else(|| panic!("no static busybox (busybox-static): {SETUP_HINT}"));
+        let qemu_ga = which("qemu-ga", &["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"])
+            .unwrap_or_else(|| panic!("qemu-ga not found (qemu-guest-agent): {SETUP_HINT}"));
+        which("cpio", &[]).unwrap_or_else(|| panic!("cpio not found: {SETUP_HINT}"));
+        let kernel_dir = workspace_root().join("target/e2e/kernel");
+        let mut versions: Vec<String> = fs::read_dir(kernel_dir.join("lib/modules"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|v| {
+                        kernel_dir
+                            .join("boot")
+                            .join(format!("vmlinuz-{v}"))
+                            .is_file()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        versions.sort();
+        let kernel_version = versions.pop().unwrap_or_else(|| {
+            panic!(
+                "no kernel (boot/vmlinuz-* with lib/modules/*) in {}: {SETUP_HINT}",
+                kernel_dir.display()
+            )
+        });
+        let vmlinuz = kernel_dir
+            .join("boot")
+            .join(format!("vmlinuz-{kernel_version}"));
+        let mut files = Vec::new();
+        walk(
+            &kernel_dir.join("lib/modules").join(&kernel_version),
+            &mut files,
+        );
+        let modules = MODULES
+            .iter()
+            .map(|m| {
+                let prefix = format!("{m}.ko");
+                files
+                    .iter()
+                    .find(|f| {
+                        f.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                            n == prefix
+                                || n.strip_prefix(&prefix).is_some_and(|s| s.starts_with('.'))
+                        })
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        panic!("module {m} not found for kernel {kernel_version}: {SETUP_HINT}")
+                    })
+            })
+            .collect();
+        Assets {
+            qemu,
+            vmlinuz,
+            kernel_version,
+            modules,
+            busybox,
+            qemu_ga,
+        }
+    })
+}
+
+/// Copy `src` (following symlinks) to `root` + `at`, keeping the mode.
+fn install(src: &Path, root: &Path, at: &str) {
+    let dest = root.join(at.trim_start_matches('/'));
+    fs::create_dir_all(dest.parent().expect("a parent")).expect("mkdir");
+    fs::copy(src, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+}
+
+/// Write an executable file.
+fn write_exec(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+    fs::write(path, text).expect("write script");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// A module as an uncompressed `.ko` (decompressing `.xz`, `.zst`, `.gz`
+/// with the host's tools).
+fn module_bytes(path: &Path) -> Vec<u8> {
+    let name = path.to_string_lossy();
+    let tool = if name.ends_with(".xz") {
+        "xz"
+    } else if name.ends_with(".zst") {
+        "zstd"
+    } else if name.ends_with(".gz") {
+        "gzip"
+    } else {
+        return fs::read(path).expect("read module");
+    };
+    let out = Command::new(tool)
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} -dc {name}: {e}"));
+    assert!(out.status.success(), "{tool} -dc {name} failed");
+    out.stdout
+}
+
+/// The guest's `/init`: mounts, modules, the port symlinks, the agent
+/// chosen by `qga_e2e=ours|qemu-ga` on the kernel command line, a console
+/// reader (a line `poweroff` powers the guest off, `e2e-run <command>` runs
+/// a shell command) and the CPU report loop. SIGUSR1/SIGUSR2/SIGTERM to
+/// init (busybox `halt`/`poweroff`/`reboot` without `-f`) power off too.
+fn init_script() -> String {
+    let modules = MODULES.join(" ");
+    format!(
+        r#"#!/bin/busybox sh
+/bin/busybox --install -s
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /tmp /run /var/run /var/log /dev/virtio-ports
+for m in {modules}; do
+  insmod /lib/modules/e2e/$m.ko || echo "e2e: insmod $m failed"
+done
+n=0
+while [ ! -e /dev/virtio-ports/{PORT_NAME} ] && [ $n -lt 200 ]; do
+  for p in /sys/class/virtio-ports/*; do
+    [ -r "$p/name" ] && ln -sf "../${{p##*/}}" "/dev/virtio-ports/$(cat "$p/name")"
+  done
+  [ -e /dev/virtio-ports/{PORT_NAME} ] || usleep 20000
+  n=$((n+1))
+done
+ls -l /dev/virtio-ports
+trap 'echo "e2e: signal, poweroff"; poweroff -f' USR1 USR2 TERM
+agent=ours
+for a in $(cat /proc/cmdline); do
+  case "$a" in qga_e2e=*) agent="${{a#qga_e2e=}}";; esac
+done
+case "$agent" in
+  qemu-ga) /usr/sbin/qemu-ga -m virtio-serial </dev/null >/dev/console 2>&1 & ;;
+  *) /usr/bin/guest-agent -m virtio-serial </dev/null >/dev/console 2>&1 & ;;
+esac
+pid=$!
+echo "e2e: agent $agent pid $pid"
+(while read -r cmd arg; do
+  case "$cmd" in
+    poweroff) echo "e2e: poweroff"; poweroff -f;;
+    e2e-run) echo "e2e: run $arg"; eval "$arg";;
+  esac
+done) </dev/console &
+while :; do
+  if [ -r /proc/$pid/schedstat ] && read -r s </proc/$pid/stat; then
+    set -- $s
+    if [ "$3" = Z ]; then
+      echo "e2e: agent $pid exited"
+      break
+    fi
+    ticks=$((${{14}} + ${{15}}))
+    read -r run wait slices </proc/$pid/schedstat
+    read -r up idle </proc/uptime
+    echo "e2e-cpu up=$up pid=$pid ticks=$ticks run_ns=$run slices=$slices"
+  else
+    echo "e2e: agent $pid exited"
+    break
+  fi
+  sleep 1
+done
+while :; do sleep 1000; done
+"#
+    )
+}
+
+/// The initramfs (uncompressed newc cpio) serving both agents, built once
+/// per test process under `<target>/e2e-guest/<pid>/`.
+pub fn initramfs() -> &'static Path {
+    static INITRD: OnceLock<PathBuf> = OnceLock::new();
+    INITRD.get_or_init(|| {
+        let assets = assets();
+        let agent = static_agent_bin();
+        let base = target_dir().join("e2e-guest");
+        // Drop what earlier test processes left.
+        if let Ok(entries) = fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.parse::<u32>().is_ok() && !Path::new("/proc").join(&name).exists() {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = base.join(std::process::id().to_string());
+        let root = dir.join("root");
+        let _ = fs::remove_dir_all(&dir);
+        for d in ["bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev"] {
+            fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        install(&assets.busybox, &root, "/bin/busybox");
+        symlink("busybox", root.join("bin/sh")).expect("symlink sh");
+        install(agent, &root, "/usr/bin/guest-agent");
+        install(&assets.qemu_ga, &root, "/usr/sbin/qemu-ga");
+        for lib in ldd(&assets.qemu_ga) {
+            install(&lib, &root, &lib.to_string_lossy());
+        }
+        // qemu-ga's guest-shutdown runs `shutdown -h -P +0 ...`; busybox
+        // has none, and its `poweroff` without -f only signals init.
+        write_exec(
+            &root.join("sbin/shutdown"),
+            "#!/bin/sh\necho \"e2e: shutdown $*\"\nexec /bin/busybox poweroff -f\n",
+        );
+        let moddir = root.join("lib/modules/e2e");
+        fs::create_dir_all(&moddir).expect("mkdir");
+        for (name, path) in MODULES.iter().zip(&assets.modules) {
+            fs::write(moddir.join(format!("{name}.ko")), module_bytes(path)).expect("write module");
+        }
+        write_exec(&root.join("init"), &init_script());
+        let cpio = dir.join("initramfs.cpio");
+        let out = File::create(&cpio).expect("create initramfs");
+        let status = Command::new("sh")
+            .args(["-c", "find . | LC_ALL=C sort | cpio -o -H newc --quiet"])
+            .current_dir(&root)
+            .stdout(out)
+            .status()
+            .expect("run cpio");
+        assert!(status.success(), "cpio failed");
+        let _ = fs::remove_dir_all(&root);
+        cpio
+    })
+}
+
+/// Which agent the guest runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentKind {
+    /// Our static `guest-agent -m virtio-serial`.
+    Ours,
+    /// Debian's `/usr/sbin/qemu-ga -m virtio-serial` (the reference).
+    QemuGa,
+}
+
+impl AgentKind {
+    /// A short name (also the `qga_e2e=` value).
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentKind::Ours => "ours",
+            AgentKind::QemuGa => "qemu-ga",
+        }
+    }
+}
+
+/// One `e2e-cpu` console line: the agent's CPU use so far.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CpuSample {
+    /// Guest uptime, seconds.
+    pub uptime: f64,
+    /// utime + stime, in clock ticks (1/100 s).
+    pub ticks: u64,
+    /// Time on the CPU, nanoseconds (`schedstat`).
+    pub run_ns: u64,
+    /// Times the agent was scheduled (`schedstat`): about its wake-ups.
+    pub slices: u64,
+}
+
+impl CpuSample {
+    /// Parse `e2e-cpu up=.. pid=.. ticks=.. run_ns=.. slices=..`.
+    pub fn parse(line: &str) -> Option<CpuSample> {
+        let rest = line.trim().strip_prefix("e2e-cpu ")?;
+        let field = |key: &str| {
+            rest.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        };
+        Some(CpuSample {
+            uptime: field("up")?.parse().ok()?,
+            ticks: field("ticks")?.parse().ok()?,
+            run_ns: field("run_ns")?.parse().ok()?,
+            slices: field("slices")?.parse().ok()?,
+        })
+    }
+}
+
+/// A booted guest: QEMU running, killed on drop (which prints the console
+/// log when the test is failing).
+pub struct Guest {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    exit: Option<ExitStatus>,
+    /// Which agent runs inside.
+    pub agent: AgentKind,
+    /// The host end of the agent's port (QEMU's chardev socket).
+    pub socket: PathBuf,
+    /// The serial console log (QEMU's stdout and stderr).
+    pub console: PathBuf,
+    /// When QEMU was started.
+    pub started: Instant,
+}
+
+impl Guest {
+    /// Boot a guest running `agent`, with the QEMU command line of
+    /// E2E-NOTES.
+    pub fn boot(agent: AgentKind) -> Guest {
+        let assets = assets();
+        let initrd = initramfs();
+        let dir = scratch_dir(&format!("e2e-{}", agent.name()));
+        let socket = dir.join("qga.sock");
+        let console = dir.join("console.log");
+        let log = File::create(&console).expect("create console log");
+        let mut chardev = std::ffi::OsString::from("socket,path=");
+        chardev.push(&socket);
+        chardev.push(",server=on,wait=off,id=qga0");
+        let mut child = Command::new(&assets.qemu)
+            .args([
+                "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1",
+            ])
+            .args(["-m", "256M", "-nographic", "-no-reboot", "-nodefaults"])
+            .args(["-serial", "stdio", "-monitor", "none", "-kernel"])
+            .arg(&assets.vmlinuz)
+            .arg("-initrd")
+            .arg(initrd)
+            .arg("-append")
+            .arg(format!(
+                "console=ttyS0 quiet panic=-1 qga_e2e={}",
+                agent.name()
+            ))
+            .args(["-device", "virtio-serial-pci,id=vser0", "-chardev"])
+            .arg(chardev)
+            .args(["-device"])
+            .arg(format!(
+                "virtserialport,bus=vser0.0,chardev=qga0,name={PORT_NAME}"
+            ))
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e} ({SETUP_HINT})", assets.qemu.display()));
+        let stdin = child.stdin.take();
+        Guest {
+            child: Some(child),
+            stdin,
+            exit: None,
+            agent,
+            socket,
+            console,
+            started: Instant::now(),
+        }
+    }
+
+    /// The console output so far.
+    pub fn console_text(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.console).unwrap_or_default()).into_owned()
+    }
+
+    /// Type a line on the guest's serial console (the init understands
+    /// `poweroff` and `e2e-run <shell command>`).
+    pub fn console_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("QEMU's stdin");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write to the console");
+        stdin.flush().expect("flush console");
+    }
+
+    /// Whether QEMU is still running (panics if it has exited).
+    fn assert_running(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.exit = Some(status);
+                panic!("QEMU exited unexpectedly: {status}");
+            }
+        }
+    }
+
+    /// Connect to the agent's port, waiting (at most `timeout`) for QEMU
+    /// to create its socket.
+    pub fn connect(&mut self, timeout: Duration) -> HostConn {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match UnixStream::connect(&self.socket) {
+                Ok(stream) => return HostConn::new(stream),
+                Err(e) => {
+                    self.assert_running();
+                    assert!(
+                        Instant::now() < deadline,
+                        "cannot connect to {}: {e}",
+                        self.socket.display()
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    /// The `e2e-cpu` samples printed so far.
+    pub fn cpu_samples(&self) -> Vec<CpuSample> {
+        self.console_text()
+            .lines()
+            .filter_map(CpuSample::parse)
+            .collect()
+    }
+
+    /// Wait (at most `timeout`) for a CPU sample printed after the
+    /// `seen`-th one, and return it with its index.
+    pub fn cpu_sample_after(&mut self, seen: usize, timeout: Duration) -> (usize, CpuSample) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let samples = self.cpu_samples();
+            if let Some(s) = samples.get(seen) {
+                return (seen, *s);
+            }
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "no e2e-cpu line from the guest in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait (at most `timeout`) for QEMU to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let mut child = self.child.take().expect("QEMU is running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for QEMU") {
+                self.exit = Some(status);
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.child = Some(child);
+                panic!("QEMU did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- console of the {} guest ({}) ----\n{}\n---- end of console ----",
+                self.agent.name(),
+                self.console.display(),
+                self.console_text()
+            );
+        }
+    }
+}
+
+/// A host client on the agent's port: agent-core's [`Client`] over the
+/// chardev socket. Every read has a deadline; everything received is also
+/// kept in [`HostConn::received`] for byte-level assertions.
+pub struct HostConn {
+    stream: UnixStream,
+    client: Client<Vec<u8>>,
+    pending: Vec<u8>,
+    received: Vec<u8>,
+}
+
+/// How long [`HostConn::call`] waits for an answer.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl HostConn {
+    fn new(stream: UnixStream) -> HostConn {
+        HostConn {
+            stream,
+            client: Client::new(vec![0u8; 1 << 20]),
+            pending: Vec::new(),
+            received: Vec::new(),
+        }
+    }
+
+    /// Send raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send to the port");
+    }
+
+    /// Read once, waiting until `deadline`; false on time-out.
+    fn fill(&mut self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        self.stream
+            .set_read_timeout(Some(left))
+            .expect("set timeout");
+        let mut buf = [0u8; 65536];
+        match self.stream.read(&mut buf) {
+            Ok(0) => panic!("QEMU closed the chardev connection"),
+            Ok(n) => {
+                self.pending.extend_from_slice(&buf[..n]);
+                self.received.extend_from_slice(&buf[..n]);
+                true
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => true,
+            Err(e) => panic!("read from the port: {e}"),
+        }
+    }
+
+    /// Everything received on this connection so far.
+    pub fn received(&self) -> &[u8] {
+        &self.received
+    }
+
+    /// Forget what was received so far (for the next assertion); unparsed
+    /// input stays queued for the client.
+    pub fn clear_received(&mut self) {
+        self.received.clear();
+    }
+
+    /// Receive for `wait` without parsing (the bytes stay queued for the
+    /// client and are also in [`HostConn::received`]).
+    pub fn receive_for(&mut self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while self.fill(deadline) {}
+    }
+
+    /// Receive until `done(received)` holds or `timeout` passes; returns
+    /// whether it held.
+    pub fn receive_until(&mut self, timeout: Duration, done: impl Fn(&[u8]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.received) {
+                return true;
+            }
+            if !self.fill(deadline) && Instant::now() >= deadline {
+                return done(&self.received);
+            }
+        }
+    }
+
+    /// The handshake (reset byte + `guest-sync-delimited`, skip to the
+    /// sentinel), sent again with a fresh id every `retry` until it
+    /// completes; panics after `timeout`. Returns the id that synced.
+    pub fn sync(&mut self, first_id: i64, retry: Duration, timeout: Duration) -> i64 {
+        let deadline = Instant::now() + timeout;
+        let mut id = first_id;
+        loop {
+            let hello = self.client.begin_sync(id, SyncMode::Delimited);
+            self.send(&hello);
+            let round = (Instant::now() + retry).min(deadline);
+            loop {
+                while !self.pending.is_empty() {
+                    let (used, event) = self.client.feed(&self.pending);
+                    let synced = matches!(event, Some(Event::Synced));
+                    self.pending.drain(..used);
+                    if synced {
+                        return id;
+                    }
+                }
+                if !self.fill(round) && Instant::now() >= round {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no answer to the sync handshake within {timeout:?}; received: {:?}",
+                String::from_utf8_lossy(&self.received)
+            );
+            id = id.wrapping_add(1);
+        }
+    }
+
+    /// The next response within `timeout`, if any (values that are not
+    /// responses are a failure).
+    pub fn answer_within(&mut self, timeout: Duration) -> Option<Answer> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while !self.pending.is_empty() {
+                let (used, event) = self.client.feed(&self.pending);
+                let answer = match event {
+                    None | Some(Event::Synced) => None,
+                    Some(Event::Response(r)) => {
+                        let id = r.id.map(|v| String::from_utf8_lossy(v.text()).into_owned());
+                        Some(match r.outcome {
+                            Outcome::Return(v) => {
+                                (Ok(String::from_utf8_lossy(v.text()).into_owned()), id)
+                            }
+                            Outcome::Error { class, desc } => {
+                                (Err((class.chars().collect(), desc.chars().collect())), id)
+                            }
+                        })
+                    }
+                    Some(Event::Invalid(e)) => panic!("invalid agent output: {e}"),
+                };
+                self.pending.drain(..used);
+                if answer.is_some() {
+                    return answer;
+                }
+            }
+            if !self.fill(deadline) && Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// Send a request (`arguments`: an object's JSON text) and wait for
+    /// its answer (at most [`CALL_TIMEOUT`]).
+    pub fn call(&mut self, execute: &str, arguments: Option<&str>) -> Answer {
+        let mut request = Vec::new();
+        self.client
+            .write_request(&mut request, execute, arguments.map(str::as_bytes))
+            .expect("write request");
+        self.send(&request);
+        self.answer_within(CALL_TIMEOUT)
+            .unwrap_or_else(|| panic!("no answer to {execute} within {CALL_TIMEOUT:?}"))
+    }
+
+    /// [`HostConn::call`] that must succeed; returns the return value's
+    /// JSON text.
+    pub fn call_ok(&mut self, execute: &str, arguments: Option<&str>) -> String {
+        match self.call(execute, arguments).0 {
+            Ok(v) => v,
+            Err((class, desc)) => panic!("{execute} failed: {class}: {desc}"),
+        }
+    }
+}
