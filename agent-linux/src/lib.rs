@@ -1,0 +1,5 @@
+//! agent-linux as a library: the OS commands of the Linux guest agent, so
+//! they compile and test on their own and the `guest-agent` binary can use
+//! them as [`commands::LinuxCommands`].
+
+pub mod commands;
