@@ -39,6 +39,9 @@ files=()
 for t in "${targets[@]}"; do files+=("target/$t/min-size/examples/footprint"); done
 python3 scripts/elf_sizes.py "${files[@]}"
 
+echo "== fuzz smoke run (scripts/fuzz.sh; longer campaigns: bash scripts/fuzz.sh 3600)"
+bash scripts/fuzz.sh "${QGA_FUZZ_SECONDS:-30}"
+
 echo "== tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
