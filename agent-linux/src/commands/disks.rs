@@ -25,6 +25,28 @@ fn dev_name(dir: &Path) -> Option<String> {
     Some(format!("/dev/{name}"))
 }
 
+/// The `ID_SERIAL` udev recorded for a sysfs block device, as qemu-ga
+/// reads it through libudev.
+pub fn udev_serial(sys: &SystemPaths, dir: &Path) -> Option<String> {
+    let devno = std::fs::read_to_string(dir.join("dev")).ok()?;
+    let data = std::fs::read_to_string(sys.udev_data.join(format!("b{}", devno.trim()))).ok()?;
+    data.lines()
+        .find_map(|l| l.strip_prefix("E:ID_SERIAL="))
+        .map(str::to_owned)
+        .filter(|s| !s.is_empty())
+}
+
+/// The bus address of the disk behind a sysfs block device (a disk or a
+/// partition), if it is a virtio-blk disk.
+pub fn block_address(sys: &SystemPaths, dir: &Path) -> Option<Out> {
+    let real = std::fs::canonicalize(dir).ok()?;
+    if real.to_string_lossy().contains("/devices/virtual/") {
+        return None;
+    }
+    let dev = dev_name(&real)?;
+    virtio_address(&real, &dev, udev_serial(sys, &real))
+}
+
 /// `domain:bus:slot.function` of a PCI sysfs path component.
 fn pci_address(component: &str) -> Option<Out> {
     let (domain, rest) = component.split_once(':')?;
@@ -98,10 +120,7 @@ pub fn get_disks<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
             .ok()
             .map(|s| s.trim_end().to_owned())
             .filter(|s| !s.is_empty());
-        let serial = std::fs::read_to_string(dir.join("serial"))
-            .ok()
-            .map(|s| s.trim_end().to_owned())
-            .filter(|s| !s.is_empty());
+        let serial = udev_serial(sys, &dir);
         let address = if virtual_disk {
             None
         } else {

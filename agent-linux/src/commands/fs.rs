@@ -324,8 +324,8 @@ pub fn fstrim<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
 
 /// `guest-get-fsinfo` → `[{name, mountpoint, type, used-bytes?,
 /// total-bytes?, total-bytes-privileged?, disk}]`, last mount first as
-/// qemu-ga lists them. `disk` lists no bus addresses (see the report in
-/// the module docs of [`super::disks`]).
+/// qemu-ga lists them. `disk` has the address of a virtio-blk disk (see
+/// [`super::disks`] for the buses covered).
 pub fn get_fsinfo<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
     args.reject_unknown(&[])?;
     let mut list = Vec::new();
@@ -357,7 +357,10 @@ pub fn get_fsinfo<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
                     Out::UInt(st.f_blocks.saturating_mul(st.f_frsize)),
                 );
         }
-        list.push(info.put("disk", Out::List(Vec::new())).into());
+        let disk: Vec<Out> = super::disks::block_address(sys, &real)
+            .into_iter()
+            .collect();
+        list.push(info.put("disk", Out::List(disk)).into());
     }
     list.reverse();
     Ok(Out::List(list))

@@ -141,6 +141,8 @@ pub struct SystemPaths {
     pub utmp: PathBuf,
     /// The passwd database (`/etc/passwd`) for the ssh commands.
     pub passwd: PathBuf,
+    /// udev's device database (`/run/udev/data`), for disk serials.
+    pub udev_data: PathBuf,
 }
 
 impl Default for SystemPaths {
@@ -159,6 +161,7 @@ impl Default for SystemPaths {
             procfs: "/proc".into(),
             utmp: "/var/run/utmp".into(),
             passwd: "/etc/passwd".into(),
+            udev_data: "/run/udev/data".into(),
         }
     }
 }

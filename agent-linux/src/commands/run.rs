@@ -4,7 +4,10 @@
 
 use std::ffi::OsStr;
 use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::Error;
@@ -51,6 +54,22 @@ pub fn run_command<'a, S: AsRef<OsStr>>(
         Some(0) => Ok(()),
         Some(_) => Err(Error::msg(format!("child process has failed to {action}"))),
     }
+}
+
+/// Find `program` as GLib's `g_find_program_in_path` does: a name with a
+/// slash is taken as is, others are searched in `PATH`; only executable
+/// regular files count.
+pub fn find_program(program: &Path) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        return executable(program).then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
 }
 
 /// Run `program` and return its exit status (`None` if it could not be
@@ -101,6 +120,8 @@ mod tests {
             exit_status(OsStr::new("/bin/sh"), &["-c", "exit 3"]),
             Some(3)
         );
+        assert!(find_program(Path::new("sh")).is_some());
+        assert!(find_program(Path::new("/nonexistent/sh")).is_none());
         assert_eq!(
             exit_status(OsStr::new("/nonexistent"), &[] as &[&str]),
             None

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, ErrorKind};
+use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -575,18 +575,18 @@ pub fn get_cpustats<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
         let mut obj = Obj::new()
             .str("type", "linux")
             .int("cpu", digits.parse().unwrap_or(0));
+        // qemu-ga reports milliseconds: ticks × 1000 / USER_HZ (100 on
+        // Linux, whatever the kernel's HZ).
         for (name, value) in NAMES.iter().zip(values) {
-            obj = obj.int(name, value);
+            obj = obj.int(name, value.saturating_mul(1000) / USER_HZ);
         }
         cpus.push(obj.into());
     }
     Ok(Out::List(cpus))
 }
 
-/// Whether `e` says the file is missing.
-pub fn is_missing(e: &io::Error) -> bool {
-    e.kind() == ErrorKind::NotFound
-}
+/// The clock ticks of `/proc/stat` per second (`USER_HZ`).
+const USER_HZ: i64 = 100;
 
 #[cfg(test)]
 mod tests {

@@ -50,6 +50,7 @@ pub fn safe_paths(dir: &Path) -> SystemPaths {
         procfs: "/proc".into(),
         utmp: missing.join("utmp"),
         passwd: missing.join("passwd"),
+        udev_data: missing.join("udev"),
     }
 }
 

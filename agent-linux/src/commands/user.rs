@@ -6,7 +6,7 @@ use agent_core::args::Args;
 use super::error::CmdResult;
 use super::file::decode_base64;
 use super::params::text;
-use super::run::run_command;
+use super::run::{find_program, run_command};
 use super::{Error, Out, SystemPaths};
 
 /// `guest-set-user-password {username, password, crypted}`.
@@ -30,13 +30,11 @@ pub fn set_user_password<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a>
     let mut input = format!("{username}:").into_bytes();
     input.extend_from_slice(&raw);
     input.push(b'\n');
+    let Some(program) = find_program(&sys.chpasswd) else {
+        return Err(Error::msg("cannot find 'passwd' program in PATH"));
+    };
     let args: &[&str] = if crypted { &["-e"] } else { &[] };
-    run_command(
-        sys.chpasswd.as_os_str(),
-        args,
-        Some(&input),
-        "set user password",
-    )?;
+    run_command(program.as_os_str(), args, Some(&input), "set user password")?;
     Ok(Out::Unit)
 }
 
@@ -83,7 +81,7 @@ mod tests {
                 &mut t,
                 r#"{"username": "ab", "password": "eA==", "crypted": true}"#
             ),
-            "child process has failed to set user password"
+            "cannot find 'passwd' program in PATH"
         );
         let dir = TempDir::new();
         let mut cfg = config(dir.path());
