@@ -159,30 +159,27 @@ fn cpus() -> usize {
     *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// `cargo build --release` of the agent; its path.
+/// `cargo build --release` of the agent, static (musl) when that target
+/// is installed — the build dropped into guests — else for the host; its
+/// path.
 fn build_release_agent() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "agent-linux",
-            "--bin",
-            "guest-agent",
-        ])
-        .current_dir(&root)
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    target.join("release").join("guest-agent")
+    let musl = "x86_64-unknown-linux-musl";
+    let has_musl = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l == musl));
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "--release", "-p", "agent-linux", "--bin", "guest-agent"]).current_dir(&root);
+    if has_musl {
+        build.args(["--target", musl]);
+    }
+    assert!(build.status().expect("cargo build").success());
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let path = if has_musl { target.join(musl).join("release") } else { target.join("release") }.join("guest-agent");
+    eprintln!("guest-agent under test: {} ({} bytes)", path.display(), std::fs::metadata(&path).map_or(0, |m| m.len()));
+    path
 }
 
 /// The ceiling: answers each request line with a fixed reply line.
