@@ -93,6 +93,13 @@ pub trait Commands {
         self.list().find(|info| info.name == name)
     }
 
+    /// Whether the table has frozen the guest's filesystems
+    /// (`guest-fsfreeze-freeze`): while it says so, only [`FROZEN_ALLOWED`]
+    /// commands run, as in qemu-ga. Checked before every request.
+    fn is_frozen(&self) -> bool {
+        false
+    }
+
     /// Run command `name` (one of [`list`](Self::list)'s, and enabled) and
     /// answer through `reply`. Errors in the return value are the sink's:
     /// command failures are sent with [`Reply::error`].
@@ -107,6 +114,10 @@ pub trait Commands {
 impl<A: Commands, B: Commands> Commands for (A, B) {
     fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
         self.0.list().chain(self.1.list())
+    }
+
+    fn is_frozen(&self) -> bool {
+        self.0.is_frozen() || self.1.is_frozen()
     }
 
     fn call<W: Write + ?Sized>(
@@ -264,6 +275,9 @@ pub fn dispatch<C: Commands, W: Write + ?Sized>(
             &error,
         );
     };
+    let mut policy = *policy;
+    policy.set_frozen(policy.is_frozen() || commands.is_frozen());
+    let policy = &policy;
     if !policy.is_enabled(name) {
         let error = DispatchError::Disabled(name);
         log_protocol_error("dispatch", &error);
@@ -464,6 +478,50 @@ mod tests {
             r#"{"execute": "guest-info", "arguments": {"a": 1}}"#,
         );
         assert!(out.contains("Parameter 'a' is unexpected"));
+    }
+
+    /// A table that reports frozen filesystems.
+    struct Frozen;
+
+    impl Commands for Frozen {
+        fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
+            [CommandInfo::new("guest-file-open")].into_iter()
+        }
+        fn is_frozen(&self) -> bool {
+            true
+        }
+        fn call<W: Write + ?Sized>(
+            &mut self,
+            _: &str,
+            _: Args<'_>,
+            reply: Reply<'_, W>,
+        ) -> Result<Replied, W::Error> {
+            reply.ok_empty()
+        }
+    }
+
+    #[test]
+    fn a_frozen_table_disables_all_but_the_frozen_set() {
+        let mut table = (CoreCommands::new(), Frozen);
+        let run = |table: &mut (CoreCommands, Frozen), input: &str| {
+            let mut out = Vec::new();
+            dispatch(
+                input.as_bytes(),
+                table,
+                &Policy::new(),
+                Info { version: "1" },
+                &mut out,
+            )
+            .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(run(&mut table, r#"{"execute": "guest-file-open"}"#).contains("has been disabled"));
+        assert_eq!(
+            run(&mut table, r#"{"execute": "guest-ping"}"#),
+            "{\"return\": {}}\n"
+        );
+        let info = run(&mut table, r#"{"execute": "guest-info"}"#);
+        assert!(info.contains("{\"enabled\": false, \"name\": \"guest-file-open\""));
     }
 
     #[test]
