@@ -3,3 +3,4 @@
 //! them as [`commands::LinuxCommands`].
 
 pub mod commands;
+pub mod table;

@@ -1,6 +1,6 @@
 //! `guest-agent`: a QEMU Guest Agent for Linux built on agent-core, with
-//! qemu-ga's command line and config file, and a host-side `client`
-//! subcommand.
+//! qemu-ga's command line, config file and commands, and a host-side
+//! `client` subcommand.
 
 mod cli;
 mod client;
@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_core::{Agent, Commands, CoreCommands, Policy};
+use agent_core::{Agent, Commands, Policy};
+use agent_linux::commands::{CommandsConfig, LinuxCommands};
+use agent_linux::table::AgentCommands;
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::cli::{AgentArgs, Invocation};
@@ -50,15 +52,15 @@ fn main() -> ExitCode {
 }
 
 fn agent(args: &AgentArgs) -> Result<(), String> {
-    let table = CoreCommands::new();
+    let config = Config::load(args, std::env::var_os("QGA_CONF").map(PathBuf::from))
+        .map_err(|e| e.to_string())?;
     if args.list_commands {
-        for command in table.list() {
+        let commands = CommandsConfig::new(config.statedir.clone(), None);
+        for command in AgentCommands::new(LinuxCommands::new(commands)).list() {
             println!("{}", command.name);
         }
         return Ok(());
     }
-    let config = Config::load(args, std::env::var_os("QGA_CONF").map(PathBuf::from))
-        .map_err(|e| e.to_string())?;
     if args.dump_conf {
         print!("{}", config.dump());
         return Ok(());
@@ -85,6 +87,10 @@ fn agent(args: &AgentArgs) -> Result<(), String> {
     let block = Config::names(&config.block);
     let allow = Config::names(&config.allow);
     let policy = Policy::new().block(&block).allow(&allow);
+    let table = AgentCommands::new(LinuxCommands::new(CommandsConfig::new(
+        config.statedir.clone(),
+        config.fsfreeze_hook.clone(),
+    )));
     let mut agent = Agent::new(vec![0u8; MAX_REQUEST_BYTES], table, policy);
     log::debug!(
         "guest-agent {} serving {} on {path}",

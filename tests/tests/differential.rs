@@ -191,3 +191,25 @@ fn block_list_against_qemu_ga() {
         "the disabled text is expected to differ (README difference 1)"
     );
 }
+
+/// Registration order (what `-b help` prints and, reversed, `guest-info`
+/// lists): ours is qemu-ga's for every command both have. Debian's 7.2
+/// also registers guest-get-devices, which upstream compiles for Windows
+/// only since 8.x (README difference 11), and lacks the newer commands.
+#[test]
+fn command_order_matches_qemu_ga() {
+    let list = |bin: &Path| -> Vec<String> {
+        let out = Command::new(bin).args(["-b", "help"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let theirs = list(&qemu_ga_bin());
+    let ours = list(tests::guest_agent_bin());
+    let common: Vec<&String> = theirs.iter().filter(|c| ours.contains(c)).collect();
+    let ours_common: Vec<&String> = ours.iter().filter(|c| theirs.contains(c)).collect();
+    assert_eq!(ours_common, common);
+    let missing: Vec<&String> = theirs.iter().filter(|c| !ours.contains(c)).collect();
+    assert_eq!(missing, ["guest-get-devices"]);
+}

@@ -214,10 +214,9 @@ impl LinuxCommands {
     }
 
     /// Whether filesystems are frozen by guest-fsfreeze-freeze. While they
-    /// are, only agent-core's [`FROZEN_ALLOWED`] commands run; this table
-    /// enforces it for its own commands, and the agent should mirror it in
-    /// its [`Policy`](agent_core::Policy) (with `set_frozen`) so that
-    /// `guest-info` reports `enabled` correctly.
+    /// are, only agent-core's [`FROZEN_ALLOWED`] commands run: the table
+    /// reports it through [`Commands::is_frozen`], and also enforces it for
+    /// its own commands.
     pub fn is_frozen(&self) -> bool {
         self.freeze.is_frozen()
     }
@@ -231,6 +230,12 @@ impl LinuxCommands {
 impl Commands for LinuxCommands {
     fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
         TABLE.into_iter()
+    }
+
+    /// Tells the dispatcher, which then disables all but the frozen set
+    /// (and `guest-info` shows it).
+    fn is_frozen(&self) -> bool {
+        self.freeze.is_frozen()
     }
 
     fn call<W: Write + ?Sized>(
