@@ -14,7 +14,8 @@
 //! gets the same (a), (b), handshake and commands; its CPU figure with the
 //! host away is recorded (it wakes every 100 ms) but not asserted on.
 //!
-//! Run with `--nocapture` to see the figures. Needs `bash
+//! Run with `--nocapture` to see the figures; `QGA_E2E_AGENT=<path>` puts
+//! that static binary in the guest instead of building one. Needs `bash
 //! scripts/e2e-setup.sh` (QEMU, busybox-static, cpio, qemu-guest-agent,
 //! Debian's kernel in `target/e2e/kernel`, the musl target).
 
