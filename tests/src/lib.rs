@@ -83,6 +83,11 @@ impl RunningAgent {
         RunningAgent { child, socket }
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A new connection.
     pub fn connect(&self) -> Conn {
         Conn::new(UnixStream::connect(&self.socket).expect("connect"))
