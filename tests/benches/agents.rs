@@ -163,22 +163,49 @@ fn cpus() -> usize {
 /// is installed — the build dropped into guests — else for the host; its
 /// path.
 fn build_release_agent() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let musl = "x86_64-unknown-linux-musl";
     let has_musl = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l == musl));
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == musl)
+        });
     let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "--release", "-p", "agent-linux", "--bin", "guest-agent"]).current_dir(&root);
+    build
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "agent-linux",
+            "--bin",
+            "guest-agent",
+        ])
+        .current_dir(&root);
     if has_musl {
         build.args(["--target", musl]);
     }
     assert!(build.status().expect("cargo build").success());
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let path = if has_musl { target.join(musl).join("release") } else { target.join("release") }.join("guest-agent");
-    eprintln!("guest-agent under test: {} ({} bytes)", path.display(), std::fs::metadata(&path).map_or(0, |m| m.len()));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let path = if has_musl {
+        target.join(musl).join("release")
+    } else {
+        target.join("release")
+    }
+    .join("guest-agent");
+    eprintln!(
+        "guest-agent under test: {} ({} bytes)",
+        path.display(),
+        std::fs::metadata(&path).map_or(0, |m| m.len())
+    );
     path
 }
 
