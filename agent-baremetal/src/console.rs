@@ -206,7 +206,9 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
         } else {
             1
         };
-        let ports = usize::try_from(device_ports).unwrap_or(usize::MAX).min(PORTS);
+        let ports = usize::try_from(device_ports)
+            .unwrap_or(usize::MAX)
+            .min(PORTS);
         let mut queues = [const { None }; PORTS];
         for (id, slot) in (0u32..).zip(queues.iter_mut().take(ports)) {
             *slot = Some(Queues {
@@ -317,8 +319,8 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
     /// it. Only one port can be opened: its receive buffers stay with the
     /// device from then on. Opening it again returns the same port.
     pub fn open(&mut self, id: u32) -> Result<Port<'_, H, T, PORTS>, ConsoleError> {
-        let usable = self.table.get(id).is_some_and(PortState::is_present)
-            && self.queue_pair(id).is_some();
+        let usable =
+            self.table.get(id).is_some_and(PortState::is_present) && self.queue_pair(id).is_some();
         if !usable {
             return Err(ConsoleError::NoSuchPort(id));
         }
@@ -430,8 +432,11 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
         let Some(open) = self.open.as_mut() else {
             return Ok(());
         };
+        // Sent whatever the port table says: the device knows the host
+        // side's state first (QEMU can deliver a new client's data before
+        // its PORT_OPEN), and discards output while no client is there.
         let len = core::mem::take(&mut open.tx_len);
-        if len == 0 || !self.table.get(open.id).is_some_and(PortState::is_host_connected) {
+        if len == 0 {
             return Ok(());
         }
         let Some(queues) = self
@@ -537,7 +542,9 @@ impl<H: Hal> Rx<H> {
             // SAFETY: `buf` is the buffer added with `token`.
             let len = unsafe { queue.pop_used(token, &[], &mut [buf]) }?;
             self.tokens[slot] = None;
-            self.filled[slot] = usize::try_from(len).unwrap_or(0).min(DmaPage::<H, RX_SLOTS>::SLOT_LEN);
+            self.filled[slot] = usize::try_from(len)
+                .unwrap_or(0)
+                .min(DmaPage::<H, RX_SLOTS>::SLOT_LEN);
             if self.filled[slot] == 0 {
                 // An empty completion: lend it again.
                 self.post(queue, slot)?;
@@ -595,8 +602,10 @@ impl<H: Hal> Open<H> {
 ///   [`Agent::serve`](agent_core::Agent::serve) returns when the host goes
 ///   away. Data the host sent before leaving is still read first.
 /// - `write` buffers up to [`TX_BUFFER_LEN`] bytes; `flush` (the agent
-///   flushes after every response) sends them. While no host client is
-///   connected, output is dropped, as QEMU would drop it.
+///   flushes after every response) sends them. The device decides what
+///   becomes of output while no host client is connected (QEMU drops it);
+///   `flush` blocks while the device holds the data back (QEMU does so
+///   while a connected client does not read).
 pub struct Port<'c, H: Hal, T: Transport, const PORTS: usize> {
     console: &'c mut VirtioConsole<H, T, PORTS>,
 }
@@ -681,10 +690,6 @@ impl<H: Hal, T: Transport, const PORTS: usize> embedded_io::Write for Port<'_, H
     fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
         if buf.is_empty() {
             return Ok(0);
-        }
-        if !self.is_host_connected() {
-            self.open_mut().tx_len = 0;
-            return Ok(buf.len());
         }
         if self.open().tx_len == TX_BUFFER_LEN {
             self.console.flush_tx()?;

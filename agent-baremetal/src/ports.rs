@@ -60,7 +60,8 @@ impl PortState {
         self.host_connected
     }
 
-    /// The port's name, as sent by the device (empty until named).
+    /// The port's name, as sent by the device up to a NUL (empty until
+    /// named).
     pub fn name(&self) -> &[u8] {
         self.name.get(..usize::from(self.name_len)).unwrap_or(&[])
     }
@@ -163,6 +164,8 @@ impl<const N: usize> PortTable<N> {
                 Effect::None
             }
             ControlEvent::PortName => {
+                // QEMU sends the name with its C string terminator.
+                let payload = payload.split(|&b| b == 0).next().unwrap_or(&[]);
                 let len = payload.len().min(MAX_NAME_LEN);
                 let (name, _) = payload.split_at(len);
                 if let Some(dst) = port.name.get_mut(..len) {
@@ -209,9 +212,16 @@ mod tests {
                 Effect::Send(msg(id, ControlEvent::PortReady, 1))
             );
         }
-        assert_eq!(t.apply(msg(0, ControlEvent::ConsolePort, 1), b""), Effect::None);
+        assert_eq!(
+            t.apply(msg(0, ControlEvent::ConsolePort, 1), b""),
+            Effect::None
+        );
         t.apply(msg(1, ControlEvent::PortName, 1), b"org.example.other");
-        t.apply(msg(2, ControlEvent::PortName, 1), b"org.qemu.guest_agent.0");
+        // QEMU terminates names with a NUL.
+        t.apply(
+            msg(2, ControlEvent::PortName, 1),
+            b"org.qemu.guest_agent.0\0",
+        );
         assert_eq!(t.find("org.qemu.guest_agent.0"), Some(2));
         assert_eq!(t.find("org.example.other"), Some(1));
         assert_eq!(t.find("org.qemu.guest_agent"), None);
