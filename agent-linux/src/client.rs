@@ -180,9 +180,10 @@ fn talk(args: &ClientArgs) -> Result<String, Failure> {
     }
     // The command.
     let mut request = Vec::new();
-    if args.command.trim_start().starts_with('{') {
+    let name = if args.command.trim_start().starts_with('{') {
         request.extend_from_slice(args.command.as_bytes());
         request.push(b'\n');
+        execute_of(args.command.as_bytes())
     } else {
         client
             .write_request(
@@ -191,7 +192,11 @@ fn talk(args: &ClientArgs) -> Result<String, Failure> {
                 args.arguments.as_deref().map(str::as_bytes),
             )
             .map_err(|e| Failure::Channel(format!("{e:?}")))?;
-    }
+        Some(args.command.clone())
+    };
+    // Commands without success response answer nothing when they work;
+    // shutdown also closes the channel when the guest goes down.
+    let silent = name.as_deref().filter(|n| SILENT_ON_SUCCESS.contains(n));
     stream.send(&request).map_err(io)?;
     let deadline = Instant::now() + timeout;
     loop {
@@ -214,22 +219,32 @@ fn talk(args: &ClientArgs) -> Result<String, Failure> {
                 return result;
             }
         }
-        match stream.recv(&mut buf, deadline).map_err(io)? {
-            Some(n) => pending.extend_from_slice(&buf[..n]),
-            None if SILENT_ON_SUCCESS.contains(&args.command.as_str()) => {
+        match (stream.recv(&mut buf, deadline), silent) {
+            (Ok(Some(n)), _) => pending.extend_from_slice(&buf[..n]),
+            (Ok(None), Some(name)) => {
+                return Ok(format!("(no response: {name} sends none on success)"))
+            }
+            (Err(e), Some(name)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 return Ok(format!(
-                    "(no response: {} sends none on success)",
-                    args.command
+                    "(no response: {name} sends none on success; the channel closed)"
                 ))
             }
-            None => {
+            (Ok(None), None) => {
                 return Err(Failure::Channel(format!(
                     "no answer within {:.1} s",
                     timeout.as_secs_f64()
                 )))
             }
+            (Err(e), _) => return Err(io(e)),
         }
     }
+}
+
+/// The `execute` member of a raw JSON request, if it has one.
+fn execute_of(request: &[u8]) -> Option<String> {
+    agent_core::parser::validate(request).ok()?;
+    let value = agent_core::json::Value::parse(request)?;
+    Some(value.get("execute")?.as_str()?.chars().collect())
 }
 
 /// Pretty-print a JSON value (as is if it is not strict JSON, e.g. `inf`).
@@ -238,5 +253,31 @@ fn pretty(text: &[u8]) -> String {
         Ok(value) => serde_json::to_string_pretty(&value)
             .unwrap_or_else(|_| String::from_utf8_lossy(text).into_owned()),
         Err(_) => String::from_utf8_lossy(text).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execute_of_raw_requests() {
+        assert_eq!(
+            execute_of(br#"{"execute": "guest-shutdown", "arguments": {"mode": "halt"}}"#)
+                .as_deref(),
+            Some("guest-shutdown")
+        );
+        assert_eq!(
+            execute_of(br#"{'execute': 'guest-suspend-ram'}"#).as_deref(),
+            Some("guest-suspend-ram")
+        );
+        assert_eq!(execute_of(br#"{"execute": 1}"#), None);
+        assert_eq!(execute_of(b"{"), None);
+    }
+
+    #[test]
+    fn pretty_prints_json_and_keeps_the_rest() {
+        assert_eq!(pretty(br#"{"a": [1]}"#), "{\n  \"a\": [\n    1\n  ]\n}");
+        assert_eq!(pretty(b"inf"), "inf");
     }
 }
