@@ -28,6 +28,9 @@ pub struct LocalTime {
 }
 
 /// Look up the local time of `t`.
+// `libc::time_t` is deprecated on musl only to announce its change to
+// i64, which musl itself made in 1.2; the conversions below are checked.
+#[allow(deprecated)]
 pub fn local_time(t: i64) -> Option<LocalTime> {
     let t = libc::time_t::try_from(t).ok()?;
     let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
@@ -69,6 +72,7 @@ pub fn get_time(args: Args<'_>) -> CmdResult<'_> {
 
 /// `guest-set-time {time?}`: set the clock (when given) and then the RTC
 /// from it (`hwclock -w`), or the clock from the RTC (`hwclock -s`).
+#[allow(deprecated)] // `libc::time_t` on musl: see `local_time`.
 pub fn set_time<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
     let time_ns = args.opt_int("time")?;
     args.reject_unknown(&["time"])?;
