@@ -43,8 +43,14 @@ const CONTROL_TX: u16 = 3;
 /// Control receive buffers (QEMU's control queues have 32 entries and
 /// drop control messages when no buffer is posted, so post many).
 const CONTROL_SLOTS: usize = 32;
-/// Descriptors per data queue.
+/// Descriptors per receive queue.
 const DATA_QUEUE_SIZE: usize = 4;
+/// Descriptors per transmit queue. Large because QEMU can keep a transmit
+/// buffer for good: when a host client leaves while QEMU holds that
+/// port's output back (the client was not reading), QEMU detaches the
+/// buffer instead of returning it, and its descriptor is lost to the
+/// driver (see [`Port::lost_tx_buffers`]).
+const TX_QUEUE_SIZE: usize = 64;
 /// Receive buffers per open port (each `PAGE_SIZE / RX_SLOTS` bytes).
 const RX_SLOTS: usize = 2;
 /// Bytes buffered by [`Port`]'s `write` before they are sent.
@@ -150,7 +156,7 @@ struct Control<H: Hal> {
 /// A port's queue pair.
 struct Queues<H: Hal> {
     rx: VirtQueue<H, DATA_QUEUE_SIZE>,
-    tx: VirtQueue<H, DATA_QUEUE_SIZE>,
+    tx: VirtQueue<H, TX_QUEUE_SIZE>,
 }
 
 /// The receive side of the open port: `RX_SLOTS` buffers, posted in
@@ -173,6 +179,11 @@ struct Open<H: Hal> {
     tx_buf: [u8; TX_BUFFER_LEN],
     tx_len: usize,
     events: Deque<PortEvent, EVENT_CAPACITY>,
+    /// Transmit buffers given up on while the host was gone: token and
+    /// length, in case the device returns them after all.
+    abandoned: heapless::Vec<(u16, usize), TX_QUEUE_SIZE>,
+    /// Transmit buffers given up on, in total.
+    lost: usize,
 }
 
 /// A virtio console with up to `PORTS` ports (ids `0..PORTS`; a device
@@ -340,6 +351,8 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
                 tx_buf: [0; TX_BUFFER_LEN],
                 tx_len: 0,
                 events: Deque::new(),
+                abandoned: heapless::Vec::new(),
+                lost: 0,
             };
             if let Some(queues) = self.queues.get_mut(id as usize).and_then(Option::as_mut) {
                 for slot in 0..RX_SLOTS {
@@ -355,6 +368,11 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
             self.open = Some(open);
             if self.control.is_some() {
                 self.send_control(ControlMessage::new(id, ControlEvent::PortOpen, 1))?;
+                // Kick the receive queue again: QEMU ignores kicks while the
+                // guest side is closed, and only a kick makes it look at a
+                // host client that was already connected (and may have
+                // sent data) before the port was opened.
+                self.transport.notify(rx_queue(id));
                 self.poll()?;
             }
         }
@@ -427,30 +445,84 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
         Ok(())
     }
 
-    /// Send the open port's buffered output.
+    /// Send the open port's buffered output and wait until the device has
+    /// taken it — or until the host side is gone and the device kept it.
+    ///
+    /// Output is sent whatever the port table says: the device knows the
+    /// host side's state first (QEMU can deliver a new client's data
+    /// before its PORT_OPEN) and discards output while no client is there.
     fn flush_tx(&mut self) -> Result<(), ConsoleError> {
         let Some(open) = self.open.as_mut() else {
             return Ok(());
         };
-        // Sent whatever the port table says: the device knows the host
-        // side's state first (QEMU can deliver a new client's data before
-        // its PORT_OPEN), and discards output while no client is there.
+        let id = open.id;
         let len = core::mem::take(&mut open.tx_len);
         if len == 0 {
             return Ok(());
         }
+        let Some(queues) = self.queues.get_mut(id as usize).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        let data = open.tx_buf.get(..len).unwrap_or(&[]);
+        // SAFETY: `data` lives in `open`, which stays in place until this
+        // function returns — when the device has returned it, or when the
+        // host side is gone and QEMU has detached it (a device that still
+        // read it later would only send stale bytes: it never writes it).
+        let token = unsafe { queues.tx.add(&[data], &mut []) }?;
+        if queues.tx.should_notify() {
+            self.transport.notify(tx_queue(id));
+        }
+        let mut polled_since_add = false;
+        loop {
+            if self.reap_tx(token, len)? {
+                return Ok(());
+            }
+            if polled_since_add && !self.host_connected(id) {
+                // QEMU returns output at once while no client is connected
+                // and returns held-back output when the client leaves (its
+                // PORT_OPEN 0 comes after); a buffer still out now was
+                // detached.
+                if let Some(open) = self.open.as_mut() {
+                    open.lost = open.lost.saturating_add(1);
+                    let _ = open.abandoned.push((token, len));
+                }
+                return Ok(());
+            }
+            self.poll()?;
+            polled_since_add = true;
+            spin_loop();
+        }
+    }
+
+    /// Pop returned transmit buffers; whether `token`'s (of `len` bytes)
+    /// is among them.
+    fn reap_tx(&mut self, token: u16, len: usize) -> Result<bool, ConsoleError> {
+        let Some(open) = self.open.as_mut() else {
+            return Ok(false);
+        };
         let Some(queues) = self
             .queues
             .get_mut(open.id as usize)
             .and_then(Option::as_mut)
         else {
-            return Ok(());
+            return Ok(false);
         };
-        let data = open.tx_buf.get(..len).unwrap_or(&[]);
-        queues
-            .tx
-            .add_notify_wait_pop(&[data], &mut [], &mut self.transport)?;
-        Ok(())
+        let mut found = false;
+        while let Some(used) = queues.tx.peek_used() {
+            let used_len = if used == token {
+                found = true;
+                len
+            } else if let Some(at) = open.abandoned.iter().position(|&(t, _)| t == used) {
+                open.abandoned.swap_remove(at).1
+            } else {
+                return Err(ConsoleError::Virtio(virtio_drivers::Error::WrongToken));
+            };
+            let data = open.tx_buf.get(..used_len).unwrap_or(&[]);
+            // SAFETY: every transmit buffer was added from the start of
+            // `tx_buf` with the recorded length; the device has returned it.
+            unsafe { queues.tx.pop_used(used, &[data], &mut []) }?;
+        }
+        Ok(found)
     }
 }
 
@@ -647,6 +719,13 @@ impl<H: Hal, T: Transport, const PORTS: usize> Port<'_, H, T, PORTS> {
             return Ok(None);
         }
         Ok(open.events.pop_front())
+    }
+
+    /// Transmit buffers the device kept when a host client left (QEMU
+    /// detaches output it held back); each costs one of the transmit
+    /// queue's descriptors for good.
+    pub fn lost_tx_buffers(&self) -> usize {
+        self.open().lost
     }
 
     /// Read without blocking: what is buffered now (possibly nothing).

@@ -226,3 +226,4 @@ impl Conn {
     }
 }
 pub mod linux_guest;
+pub mod baremetal;

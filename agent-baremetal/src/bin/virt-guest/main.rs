@@ -116,7 +116,10 @@ mod guest {
         log!("agent ready (DMA in use: {} KiB)", BumpHal::used() / 1024);
         loop {
             while let Some(event) = port.poll_event()? {
-                log!("host event: {event:?}");
+                log!(
+                    "host event: {event:?} (transmit buffers lost: {})",
+                    port.lost_tx_buffers()
+                );
                 if event != PortEvent::HostConnected {
                     agent.reset();
                 }
