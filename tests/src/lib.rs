@@ -225,5 +225,5 @@ impl Conn {
         out
     }
 }
-pub mod linux_guest;
 pub mod baremetal;
+pub mod linux_guest;
