@@ -239,3 +239,17 @@ mod tests {
         let _ = agent.commands_mut();
     }
 }
+
+#[cfg(test)]
+mod size {
+    use super::*;
+    use crate::CoreCommands;
+
+    /// The agent's own state, the caller's buffer excluded (a reference
+    /// here), is small: it can live on a bare-metal stack.
+    #[test]
+    fn agent_state_is_small() {
+        let size = core::mem::size_of::<Agent<'static, &'static mut [u8], CoreCommands>>();
+        assert!(size <= 256, "Agent is {size} bytes");
+    }
+}
