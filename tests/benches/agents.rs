@@ -99,7 +99,18 @@ fn main() {
     rows.push(metric("guest-sync-delimited p99, µs", &|r| r.sync_p99_us));
     rows.push(metric("start to first answer, ms", &|r| Some(r.startup_ms)));
     rows.push(metric("RSS idle, KiB", &|r| Some(r.rss_idle_kib)));
-    rows.push(metric("RSS peak, KiB", &|r| Some(r.rss_peak_kib)));
+    rows.push(metric("RSS peak (ping loads), KiB", &|r| {
+        Some(r.rss_peak_kib)
+    }));
+    rows.push(metric("guest-file-read 48 MiB, MB/s", &|r| {
+        r.file_read_mb_s
+    }));
+    rows.push(metric("guest-file-write 2 MiB requests, MB/s", &|r| {
+        r.file_write_mb_s
+    }));
+    rows.push(metric("RSS peak after file transfers, KiB", &|r| {
+        r.rss_file_peak_kib
+    }));
 
     println!();
     println!(
@@ -247,6 +258,12 @@ struct Figures {
     startup_ms: f64,
     rss_idle_kib: f64,
     rss_peak_kib: f64,
+    /// guest-file-read of 48 MiB (the maximum count), MB/s.
+    file_read_mb_s: Option<f64>,
+    /// guest-file-write in 2 MiB requests, MB/s.
+    file_write_mb_s: Option<f64>,
+    /// Peak RSS after the file transfers, KiB.
+    rss_file_peak_kib: Option<f64>,
 }
 
 struct Server {
@@ -421,6 +438,12 @@ fn measure(
     flood.join().unwrap();
     let cpu = cpu_seconds(pid) - cpu_before;
     let rss_peak_kib = status_kib(pid, "VmHWM:");
+    let (file_read_mb_s, file_write_mb_s, rss_file_peak_kib) = if is_echo {
+        (None, None, None)
+    } else {
+        let (read, write) = file_transfers(&server);
+        (Some(read), Some(write), Some(status_kib(pid, "VmHWM:")))
+    };
     Figures {
         sequential_per_s,
         pipelined_per_s: pipelined_n as f64 / elapsed,
@@ -430,5 +453,104 @@ fn measure(
         startup_ms: startup.as_secs_f64() * 1e3,
         rss_idle_kib,
         rss_peak_kib,
+        file_read_mb_s,
+        file_write_mb_s,
+        rss_file_peak_kib,
     }
+}
+
+/// Standard base64, for the write requests.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Send one request line, read one reply line, return it parsed.
+fn call(stream: &mut UnixStream, request: &str) -> serde_json::Value {
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(b"\n").unwrap();
+    let mut reply = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    while !reply.ends_with(b"\n") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "server closed");
+        reply.extend_from_slice(&buf[..n]);
+    }
+    serde_json::from_slice(&reply).expect("JSON reply")
+}
+
+/// guest-file-read of 48 MiB and guest-file-write of 16 MiB in 2 MiB
+/// requests (guest-agent's request buffer is 4 MiB), both agents alike.
+fn file_transfers(server: &Server) -> (f64, f64) {
+    const READ: usize = 48 << 20;
+    const WRITE_CHUNK: usize = 2 << 20;
+    const WRITES: usize = 8;
+    let dir = server.socket.parent().unwrap().to_path_buf();
+    let source = dir.join("read-me");
+    let mut data = vec![0u8; READ];
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(&source, &data).unwrap();
+    let mut stream = UnixStream::connect(&server.socket).unwrap();
+    let open = |stream: &mut UnixStream, path: &Path, mode: &str| {
+        let reply = call(stream, &format!("{{\"execute\":\"guest-file-open\",\"arguments\":{{\"path\":\"{}\",\"mode\":\"{mode}\"}}}}", path.display()));
+        reply["return"].as_i64().expect("handle")
+    };
+    let handle = open(&mut stream, &source, "r");
+    let t = Instant::now();
+    let reply = call(&mut stream, &format!("{{\"execute\":\"guest-file-read\",\"arguments\":{{\"handle\":{handle},\"count\":{READ}}}}}"));
+    let read_s = t.elapsed().as_secs_f64();
+    assert_eq!(reply["return"]["count"].as_u64(), Some(READ as u64));
+    call(
+        &mut stream,
+        &format!("{{\"execute\":\"guest-file-close\",\"arguments\":{{\"handle\":{handle}}}}}"),
+    );
+    let target = dir.join("written");
+    let handle = open(&mut stream, &target, "w");
+    let requests: Vec<String> = data
+        .chunks(WRITE_CHUNK)
+        .take(WRITES)
+        .map(|chunk| format!("{{\"execute\":\"guest-file-write\",\"arguments\":{{\"handle\":{handle},\"buf-b64\":\"{}\"}}}}", base64(chunk)))
+        .collect();
+    let t = Instant::now();
+    for request in &requests {
+        let reply = call(&mut stream, request);
+        assert_eq!(
+            reply["return"]["count"].as_u64(),
+            Some(WRITE_CHUNK as u64),
+            "{reply}"
+        );
+    }
+    let write_s = t.elapsed().as_secs_f64();
+    call(
+        &mut stream,
+        &format!("{{\"execute\":\"guest-file-close\",\"arguments\":{{\"handle\":{handle}}}}}"),
+    );
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        data[..WRITE_CHUNK * WRITES]
+    );
+    let mb = |bytes: usize, s: f64| bytes as f64 / 1e6 / s;
+    (mb(READ, read_s), mb(WRITE_CHUNK * WRITES, write_s))
 }
