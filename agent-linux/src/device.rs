@@ -10,7 +10,7 @@
 //! answers at once when it returns. Until a SIGIO has been seen to arrive
 //! the wait is bounded by a back-off from 10 ms to 640 ms, which is also
 //! what happens where SIGIO is unavailable; once SIGIO is known to work,
-//! the bound is a minute, a safety net only.
+//! the bound is two seconds, a safety net only.
 //!
 //! The parser is *not* reset when the host goes away: a new client must
 //! send the reset byte, as the QMP specification says. Writes never spin:
@@ -35,8 +35,9 @@ use nix::sys::termios::{self, BaudRate, FlushArg, SetArg, SpecialCharacterIndice
 /// Shortest and longest sleep while the host side is closed.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_millis(640);
-/// The longest wait for the host once SIGIO is known to work.
-const SIGIO_SAFETY: Duration = Duration::from_secs(60);
+/// The longest wait for the host once SIGIO is known to work: a safety
+/// net against a missed signal, at one wake-up every two seconds.
+const SIGIO_SAFETY: Duration = Duration::from_secs(2);
 /// How long a reply may wait for the host to accept it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -141,9 +142,12 @@ impl HostWait {
         }
     }
 
-    /// The host is away: sleep until a SIGIO or the current bound.
-    fn wait(&mut self) -> io::Result<()> {
-        let bound = if self.proven {
+    /// The host is away: sleep until a SIGIO or the current bound. Only a
+    /// read of 0 bytes after [`drain`](Self::drain) proves the host away
+    /// (`sure`); otherwise the wait is the short back-off, so a stale
+    /// POLLHUP cannot make the agent sleep through a reconnect.
+    fn wait(&mut self, sure: bool) -> io::Result<()> {
+        let bound = if self.proven && sure {
             SIGIO_SAFETY
         } else {
             self.backoff
@@ -195,7 +199,7 @@ pub fn serve<C: Commands>(
                     log::debug!("host side closed; waiting");
                     host_present = false;
                 }
-                host.wait()?;
+                host.wait(true)?;
             }
             Ok(n) => {
                 host_present = true;
@@ -210,8 +214,9 @@ pub fn serve<C: Commands>(
                 if e.kind() == io::ErrorKind::WouldBlock
                     || e.kind() == io::ErrorKind::Interrupted =>
             {
+                // The host may have come back since the poll: no long wait.
                 if revents.contains(PollFlags::POLLHUP) {
-                    host.wait()?;
+                    host.wait(false)?;
                 }
             }
             Err(e) => return Err(e),
