@@ -10,7 +10,7 @@
 //! answers at once when it returns. Until a SIGIO has been seen to arrive
 //! the wait is bounded by a back-off from 10 ms to 640 ms, which is also
 //! what happens where SIGIO is unavailable; once SIGIO is known to work,
-//! the bound is two seconds, a safety net only.
+//! the bound is a minute, a safety net only.
 //!
 //! The parser is *not* reset when the host goes away: a new client must
 //! send the reset byte, as the QMP specification says. Writes never spin:
@@ -35,9 +35,8 @@ use nix::sys::termios::{self, BaudRate, FlushArg, SetArg, SpecialCharacterIndice
 /// Shortest and longest sleep while the host side is closed.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_millis(640);
-/// The longest wait for the host once SIGIO is known to work: a safety
-/// net against a missed signal, at one wake-up every two seconds.
-const SIGIO_SAFETY: Duration = Duration::from_secs(2);
+/// The longest wait for the host once SIGIO is known to work.
+const SIGIO_SAFETY: Duration = Duration::from_secs(60);
 /// How long a reply may wait for the host to accept it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -142,12 +141,9 @@ impl HostWait {
         }
     }
 
-    /// The host is away: sleep until a SIGIO or the current bound. Only a
-    /// read of 0 bytes after [`drain`](Self::drain) proves the host away
-    /// (`sure`); otherwise the wait is the short back-off, so a stale
-    /// POLLHUP cannot make the agent sleep through a reconnect.
-    fn wait(&mut self, sure: bool) -> io::Result<()> {
-        let bound = if self.proven && sure {
+    /// The host is away: sleep until a SIGIO or the current bound.
+    fn wait(&mut self) -> io::Result<()> {
+        let bound = if self.proven {
             SIGIO_SAFETY
         } else {
             self.backoff
@@ -199,7 +195,7 @@ pub fn serve<C: Commands>(
                     log::debug!("host side closed; waiting");
                     host_present = false;
                 }
-                host.wait(true)?;
+                host.wait()?;
             }
             Ok(n) => {
                 host_present = true;
@@ -214,9 +210,8 @@ pub fn serve<C: Commands>(
                 if e.kind() == io::ErrorKind::WouldBlock
                     || e.kind() == io::ErrorKind::Interrupted =>
             {
-                // The host may have come back since the poll: no long wait.
                 if revents.contains(PollFlags::POLLHUP) {
-                    host.wait(false)?;
+                    host.wait()?;
                 }
             }
             Err(e) => return Err(e),
