@@ -82,9 +82,6 @@ fn agent(args: &AgentArgs) -> Result<(), String> {
     } else {
         None
     };
-    // Before any thread starts: SIGIO (virtio port events) stays pending
-    // for the device loop instead of ending the process.
-    device::block_sigio().map_err(|e| e.to_string())?;
     exit_on_signals(config.daemon.then(|| config.pidfile.clone()));
 
     let block = Config::names(&config.block);
