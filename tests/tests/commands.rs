@@ -746,11 +746,10 @@ fn argument_errors_of_every_command() {
     }
 }
 
-/// KNOWN BUG: a guest-exec that cannot spawn answers GLib's message alone;
-/// qemu-ga (7.2 and current upstream, `QERR_QGA_COMMAND_FAILED`) wraps it:
+/// A guest-exec that cannot spawn answers GLib's message wrapped as
+/// qemu-ga (7.2 and current upstream, `QERR_QGA_COMMAND_FAILED`) does:
 /// "Guest agent command failed, error was '<GLib message>'".
 #[test]
-#[ignore = "KNOWN BUG: guest-exec spawn failure lacks qemu-ga's 'Guest agent command failed' wrapper"]
 fn exec_spawn_failure_text_matches_qemu_ga() {
     let (_agent, mut conn, _state) = start("cmd-spawn-bug");
     expect_error(
@@ -1176,8 +1175,7 @@ fn exec_commands() {
         serde_json::json!({"path": "printenv", "arg": ["FOO"], "env": ["FOO=bar", "PATH=/usr/bin:/bin"], "capture-output": true}),
     );
     assert_eq!(wait_exec(&mut conn, pid)["out-data"], b64(b"bar\n"));
-    // Spawn failures: GenericError with GLib's text (qemu-ga's wrapper
-    // is missing: see the ignored KNOWN BUG test).
+    // Spawn failures: GenericError with GLib's text in qemu-ga's wrapper.
     for (path, why) in [
         ("/bin/invalid-cmd42", "No such file or directory"),
         ("/", "Permission denied"),

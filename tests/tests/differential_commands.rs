@@ -473,19 +473,6 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         r#"{"error": {"class": "GenericError", "desc": "Invalid parameter type for 'capture-output', expected: boolean"}}"#,
         r#"{"error": {"class": "GenericError", "desc": "Invalid parameter type for 'capture-output', expected: GuestExecCaptureOutput"}}"#,
     ),
-    // KNOWN BUG: qemu-ga (7.2 and upstream) wraps GLib's spawn error in
-    // QERR_QGA_COMMAND_FAILED; we send GLib's message alone.
-    (
-        r#"{"execute": "guest-exec", "arguments": {"path": "/bin/invalid-cmd42"}}"#,
-        r#"{"error": {"class": "GenericError", "desc": "Guest agent command failed, error was 'Failed to execute child process \u201C/bin/invalid-cmd42\u201D (No such file or directory)'"}}"#,
-        r#"{"error": {"class": "GenericError", "desc": "Failed to execute child process \u201C/bin/invalid-cmd42\u201D (No such file or directory)"}}"#,
-    ),
-    // KNOWN BUG: the same.
-    (
-        r#"{"execute": "guest-exec", "arguments": {"path": "/"}}"#,
-        r#"{"error": {"class": "GenericError", "desc": "Guest agent command failed, error was 'Failed to execute child process \u201C/\u201D (Permission denied)'"}}"#,
-        r#"{"error": {"class": "GenericError", "desc": "Failed to execute child process \u201C/\u201D (Permission denied)"}}"#,
-    ),
     // README differences 13 and 15: an unknown pid.
     (
         r#"{"execute": "guest-exec-status", "arguments": {"pid": "<pid>"}}"#,

@@ -285,9 +285,10 @@ impl Children {
         } else {
             Stdio::null()
         });
+        // GLib's message, wrapped as qemu-ga does (QERR_QGA_COMMAND_FAILED).
         let spawn_error = |e: &std::io::Error| {
             Error::msg(format!(
-                "Failed to execute child process \u{201c}{path_text}\u{201d} ({})",
+                "Guest agent command failed, error was 'Failed to execute child process \u{201c}{path_text}\u{201d} ({})'",
                 strerror(e.raw_os_error().unwrap_or(0))
             ))
         };
@@ -514,11 +515,11 @@ mod tests {
         let mut t = Harness::new();
         assert_eq!(
             t.error(r#"{"execute": "guest-exec", "arguments": {"path": "/bin/invalid-cmd42"}}"#),
-            "Failed to execute child process \u{201c}/bin/invalid-cmd42\u{201d} (No such file or directory)"
+            "Guest agent command failed, error was 'Failed to execute child process \u{201c}/bin/invalid-cmd42\u{201d} (No such file or directory)'"
         );
         assert_eq!(
             t.call(r#"{"execute": "guest-exec", "arguments": {"path": "/bin/invalid-cmd42"}}"#),
-            r#"{"error": {"class": "GenericError", "desc": "Failed to execute child process \u201C/bin/invalid-cmd42\u201D (No such file or directory)"}}"#
+            r#"{"error": {"class": "GenericError", "desc": "Guest agent command failed, error was 'Failed to execute child process \u201C/bin/invalid-cmd42\u201D (No such file or directory)'"}}"#
         );
         assert_eq!(
             t.error(r#"{"execute": "guest-exec-status", "arguments": {"pid": 0}}"#),
