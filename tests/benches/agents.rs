@@ -438,6 +438,8 @@ fn measure(
     flood.join().unwrap();
     let cpu = cpu_seconds(pid) - cpu_before;
     let rss_peak_kib = status_kib(pid, "VmHWM:");
+    // The agents serve one client at a time: hang up before the next.
+    drop(reader);
     let (file_read_mb_s, file_write_mb_s, rss_file_peak_kib) = if is_echo {
         (None, None, None)
     } else {
