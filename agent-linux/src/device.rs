@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use agent_core::{Agent, Commands};
 
-use crate::port::Batched;
+use crate::port::{batch_buffer, Batched};
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, BaudRate, FlushArg, SetArg, SpecialCharacterIndices};
@@ -71,6 +71,7 @@ pub fn serve<C: Commands>(
 ) -> io::Result<()> {
     let mut file = open(path, kind)?;
     let mut buf = vec![0u8; 4096];
+    let mut batch = batch_buffer();
     let mut backoff = BACKOFF_MIN;
     let mut host_present = true;
     loop {
@@ -95,7 +96,7 @@ pub fn serve<C: Commands>(
             Ok(n) => {
                 host_present = true;
                 backoff = BACKOFF_MIN;
-                let mut out = Batched::new(Port { file: &mut file });
+                let mut out = Batched::new(Port { file: &mut file }, &mut batch);
                 if let Err(e) = agent.feed(&buf[..n], &mut out).and_then(|_| out.send()) {
                     log::warn!("reply dropped: {e}");
                     agent.reset();

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixListener;
 use agent_core::{Agent, Commands};
 use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, VsockAddr};
 
-use crate::port::Batched;
+use crate::port::{batch_buffer, Batched};
 
 /// Serve a unix socket at `path` until an accept error.
 pub fn serve_unix<C: Commands>(agent: &mut Agent<'_, Vec<u8>, C>, path: &str) -> io::Result<()> {
@@ -72,6 +72,7 @@ fn serve_client<C: Commands, S: io::Read + io::Write>(
     log::debug!("client connected");
     agent.reset();
     let mut input = vec![0u8; READ_BYTES];
+    let mut batch = batch_buffer();
     let result: io::Result<()> = (|| loop {
         let n = match stream.read(&mut input) {
             Ok(0) => return Ok(()),
@@ -79,7 +80,7 @@ fn serve_client<C: Commands, S: io::Read + io::Write>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let mut out = Batched::new(&mut stream);
+        let mut out = Batched::new(&mut stream, &mut batch);
         agent.feed(&input[..n], &mut out)?;
         out.send()?;
     })();

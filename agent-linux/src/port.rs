@@ -9,19 +9,24 @@ use std::io::{self, Write};
 /// Replies are written out once this many bytes are pending.
 pub const BATCH_BYTES: usize = 64 << 10;
 
-/// A batching sink over `T`.
-pub struct Batched<T> {
-    inner: T,
-    pending: Vec<u8>,
+/// A buffer for [`Batched`]: allocate it once per connection, not per
+/// chunk (an allocation of this size is an mmap/munmap pair with musl's
+/// malloc, which showed as a third of the static build's time per request).
+pub fn batch_buffer() -> Vec<u8> {
+    Vec::with_capacity(BATCH_BYTES)
 }
 
-impl<T: Write> Batched<T> {
-    /// Batch writes to `inner`.
-    pub fn new(inner: T) -> Self {
-        Batched {
-            inner,
-            pending: Vec::with_capacity(BATCH_BYTES),
-        }
+/// A batching sink over `T`, collecting into a buffer the caller keeps.
+pub struct Batched<'b, T> {
+    inner: T,
+    pending: &'b mut Vec<u8>,
+}
+
+impl<'b, T: Write> Batched<'b, T> {
+    /// Batch writes to `inner` in `pending` (emptied first).
+    pub fn new(inner: T, pending: &'b mut Vec<u8>) -> Self {
+        pending.clear();
+        Batched { inner, pending }
     }
 
     /// The underlying stream.
@@ -33,7 +38,7 @@ impl<T: Write> Batched<T> {
     /// Write out everything pending.
     pub fn send(&mut self) -> io::Result<()> {
         if !self.pending.is_empty() {
-            let result = self.inner.write_all(&self.pending);
+            let result = self.inner.write_all(self.pending);
             self.pending.clear();
             result?;
         }
@@ -41,11 +46,11 @@ impl<T: Write> Batched<T> {
     }
 }
 
-impl<T> embedded_io::ErrorType for Batched<T> {
+impl<T> embedded_io::ErrorType for Batched<'_, T> {
     type Error = io::Error;
 }
 
-impl<T: Write> embedded_io::Write for Batched<T> {
+impl<T: Write> embedded_io::Write for Batched<'_, T> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.pending.extend_from_slice(buf);
         if self.pending.len() >= BATCH_BYTES {
@@ -68,7 +73,8 @@ mod tests {
 
     #[test]
     fn batches_until_send_or_full() {
-        let mut port = Batched::new(Vec::new());
+        let mut buffer = batch_buffer();
+        let mut port = Batched::new(Vec::new(), &mut buffer);
         port.write_all(b"{\"return\": ").unwrap();
         port.write_all(b"{}}\n").unwrap();
         embedded_io::Write::flush(&mut port).unwrap();
