@@ -33,44 +33,38 @@ fn main() {
     let latency_n = env_count("QGA_BENCH_LATENCY", 5_000);
 
     let _ = cpus();
-    let ours = build_release_agent();
+    let ours = build_release_agent(false).expect("host build");
+    let ours_static = build_release_agent(true);
     let qemu_ga = ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.exists());
     let me = std::env::current_exe().expect("own path");
-
+    let agent_argv = |bin: &Path| {
+        vec![
+            bin.display().to_string(),
+            "-m".into(),
+            "unix-listen".into(),
+            "-p".into(),
+        ]
+    };
     let mut servers: Vec<(&str, Vec<String>)> = vec![
         (
             "echo ceiling",
             vec![me.display().to_string(), "--echo-server".into()],
         ),
-        (
-            "guest-agent",
-            vec![
-                ours.display().to_string(),
-                "-m".into(),
-                "unix-listen".into(),
-                "-p".into(),
-            ],
-        ),
+        ("guest-agent", agent_argv(&ours)),
     ];
+    if let Some(bin) = &ours_static {
+        servers.push(("static (musl)", agent_argv(bin)));
+    }
     match &qemu_ga {
-        Some(q) => servers.push((
-            "qemu-ga",
-            vec![
-                q.display().to_string(),
-                "-m".into(),
-                "unix-listen".into(),
-                "-p".into(),
-            ],
-        )),
+        Some(q) => servers.push(("qemu-ga", agent_argv(q))),
         None => eprintln!(
             "qemu-ga not installed (Debian package qemu-guest-agent): its column is skipped"
         ),
     }
 
-    let mut rows: Vec<(String, Vec<Option<f64>>)> = Vec::new();
     let names: Vec<&str> = servers.iter().map(|(n, _)| *n).collect();
     let mut results = Vec::new();
     for (name, argv) in &servers {
@@ -83,52 +77,48 @@ fn main() {
             latency_n,
         ));
     }
-    let metric = |label: &str, f: &dyn Fn(&Figures) -> Option<f64>| {
-        (label.to_string(), results.iter().map(f).collect::<Vec<_>>())
-    };
-    rows.push(metric("sequential ping, round trips/s (1 CPU)", &|r| {
-        Some(r.sequential_per_s)
-    }));
-    rows.push(metric("pipelined ping, requests/s", &|r| {
-        Some(r.pipelined_per_s)
-    }));
-    rows.push(metric("server CPU per pipelined request, µs", &|r| {
-        Some(r.cpu_us_per_request)
-    }));
-    rows.push(metric("guest-sync-delimited p50, µs", &|r| r.sync_p50_us));
-    rows.push(metric("guest-sync-delimited p99, µs", &|r| r.sync_p99_us));
-    rows.push(metric("start to first answer, ms", &|r| Some(r.startup_ms)));
-    rows.push(metric("RSS idle, KiB", &|r| Some(r.rss_idle_kib)));
-    rows.push(metric("RSS peak (ping loads), KiB", &|r| {
-        Some(r.rss_peak_kib)
-    }));
-    rows.push(metric("guest-file-read 48 MiB, MB/s", &|r| {
-        r.file_read_mb_s
-    }));
-    rows.push(metric("guest-file-write 2 MiB requests, MB/s", &|r| {
-        r.file_write_mb_s
-    }));
-    rows.push(metric("RSS peak after file transfers, KiB", &|r| {
-        r.rss_file_peak_kib
-    }));
+    type Metric<'m> = &'m dyn Fn(&Figures) -> Option<f64>;
+    let rows: Vec<(&str, Metric<'_>)> = vec![
+        ("sequential ping, round trips/s (1 CPU)", &|r| {
+            Some(r.sequential_per_s)
+        }),
+        ("pipelined ping, requests/s", &|r| Some(r.pipelined_per_s)),
+        ("server CPU per pipelined request, µs", &|r| {
+            Some(r.cpu_us_per_request)
+        }),
+        ("guest-sync-delimited p50, µs", &|r| r.sync_p50_us),
+        ("guest-sync-delimited p99, µs", &|r| r.sync_p99_us),
+        ("start to first answer, ms", &|r| Some(r.startup_ms)),
+        ("RSS idle, KiB", &|r| Some(r.rss_idle_kib)),
+        ("RSS peak (ping loads), KiB", &|r| Some(r.rss_peak_kib)),
+        ("guest-file-read 48 MiB, MB/s", &|r| r.file_read_mb_s),
+        ("guest-file-write 2 MiB requests, MB/s", &|r| {
+            r.file_write_mb_s
+        }),
+        ("RSS peak after file transfers, KiB", &|r| {
+            r.rss_file_peak_kib
+        }),
+    ];
+    let qemu_at = names.iter().position(|n| *n == "qemu-ga");
+    let ratio_of: Vec<usize> = (1..names.len()).filter(|&i| Some(i) != qemu_at).collect();
 
     println!();
-    println!(
-        "machine: {} CPUs; {} sequential, {} pipelined, {} sync requests",
-        cpus(),
-        sequential_n,
-        pipelined_n,
-        latency_n
-    );
+    println!("machine: {} CPUs; {sequential_n} sequential, {pipelined_n} pipelined, {latency_n} sync requests", cpus());
     print!("{:<42}", "");
     for n in &names {
         print!("{n:>15}");
     }
-    if names.len() == 3 {
-        print!("{:>18}", "ours / qemu-ga");
+    if qemu_at.is_some() {
+        for &i in &ratio_of {
+            print!(
+                "{:>16}",
+                format!("{} / qemu", names[i].split(' ').next().unwrap_or(""))
+            );
+        }
     }
     println!();
-    for (label, values) in rows {
+    for (label, metric) in rows {
+        let values: Vec<Option<f64>> = results.iter().map(metric).collect();
         print!("{label:<42}");
         for v in &values {
             match v {
@@ -136,16 +126,26 @@ fn main() {
                 None => print!("{:>15}", "-"),
             }
         }
-        if let (Some(Some(a)), Some(Some(b))) = (values.get(1), values.get(2)) {
-            print!("{:>17.2}x", a / b);
+        if let Some(Some(theirs)) = qemu_at.map(|q| values[q]) {
+            for &i in &ratio_of {
+                match values[i] {
+                    Some(ours) => print!("{:>15.2}x", ours / theirs),
+                    None => print!("{:>16}", "-"),
+                }
+            }
         }
         println!();
     }
-    if let (Some(ceiling), Some(agent)) = (results.first(), results.get(1)) {
-        println!(
-            "\nguest-agent reaches {:.0} % of the echo ceiling on sequential round trips",
-            100.0 * agent.sequential_per_s / ceiling.sequential_per_s
-        );
+    if let Some(ceiling) = results.first() {
+        for (i, r) in results.iter().enumerate().skip(1) {
+            if Some(i) != qemu_at {
+                println!(
+                    "{} reaches {:.0} % of the echo ceiling on sequential round trips",
+                    names[i],
+                    100.0 * r.sequential_per_s / ceiling.sequential_per_s
+                );
+            }
+        }
     }
 }
 
@@ -170,24 +170,30 @@ fn cpus() -> usize {
     *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// `cargo build --release` of the agent, static (musl) when that target
-/// is installed — the build dropped into guests — else for the host; its
-/// path.
-fn build_release_agent() -> PathBuf {
+/// `cargo build --release` of the agent, for the host (glibc, dynamic,
+/// like Debian's qemu-ga) or static (musl: the build dropped into test
+/// guests; `None` when that target is not installed); its path.
+fn build_release_agent(musl: bool) -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
         .to_path_buf();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let musl = "x86_64-unknown-linux-musl";
-    let has_musl = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .is_ok_and(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l == musl)
-        });
+    let triple = "x86_64-unknown-linux-musl";
+    if musl {
+        let installed = Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l == triple)
+            });
+        if !installed {
+            eprintln!("target {triple} not installed: the static build is skipped");
+            return None;
+        }
+    }
     let mut build = Command::new(cargo);
     build
         .args([
@@ -200,24 +206,24 @@ fn build_release_agent() -> PathBuf {
             "guest-agent",
         ])
         .current_dir(&root);
-    if has_musl {
-        build.args(["--target", musl]);
+    if musl {
+        build.args(["--target", triple]);
     }
     assert!(build.status().expect("cargo build").success());
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let path = if has_musl {
-        target.join(musl).join("release")
+    let dir = if musl {
+        target.join(triple).join("release")
     } else {
         target.join("release")
-    }
-    .join("guest-agent");
+    };
+    let path = dir.join("guest-agent");
     eprintln!(
-        "guest-agent under test: {} ({} bytes)",
+        "built {} ({} bytes)",
         path.display(),
         std::fs::metadata(&path).map_or(0, |m| m.len())
     );
-    path
+    Some(path)
 }
 
 /// The ceiling: answers each request line with a fixed reply line.
