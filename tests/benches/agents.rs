@@ -129,8 +129,8 @@ fn main() {
         if let Some(Some(theirs)) = qemu_at.map(|q| values[q]) {
             for &i in &ratio_of {
                 match values[i] {
-                    Some(ours) => print!("{:>15.2}x", ours / theirs),
-                    None => print!("{:>16}", "-"),
+                    Some(ours) => print!("{:>17.2}x", ours / theirs),
+                    None => print!("{:>18}", "-"),
                 }
             }
         }
