@@ -106,12 +106,12 @@ fn main() {
     println!("machine: {} CPUs; {sequential_n} sequential, {pipelined_n} pipelined, {latency_n} sync requests", cpus());
     print!("{:<42}", "");
     for n in &names {
-        print!("{n:>15}");
+        print!("{n:>16}");
     }
     if qemu_at.is_some() {
         for &i in &ratio_of {
             print!(
-                "{:>16}",
+                "{:>18}",
                 format!("{} / qemu", names[i].split(' ').next().unwrap_or(""))
             );
         }
