@@ -122,8 +122,8 @@ fn main() {
         print!("{label:<42}");
         for v in &values {
             match v {
-                Some(v) => print!("{:>15}", format_figure(*v)),
-                None => print!("{:>15}", "-"),
+                Some(v) => print!("{:>16}", format_figure(*v)),
+                None => print!("{:>16}", "-"),
             }
         }
         if let Some(Some(theirs)) = qemu_at.map(|q| values[q]) {
