@@ -227,3 +227,12 @@ impl Conn {
 }
 pub mod baremetal;
 pub mod linux_guest;
+
+/// Debian's qemu-ga (package `qemu-guest-agent`), the reference peer.
+pub fn qemu_ga_bin() -> PathBuf {
+    ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("qemu-ga is not installed: run `bash scripts/e2e-setup.sh` (Debian package qemu-guest-agent)")
+}

@@ -16,15 +16,6 @@ use std::time::{Duration, Instant};
 const CORPUS: &str = include_str!("../fixtures/qemu-ga-7.2.jsonl");
 const END: &[u8] = b"{\"return\": {}, \"id\": \"end\"}\n";
 
-/// Debian's qemu-ga.
-fn qemu_ga_bin() -> PathBuf {
-    ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("qemu-ga is not installed: run `bash scripts/e2e-setup.sh` (Debian package qemu-guest-agent)")
-}
-
 /// An agent process on a unix socket; killed on drop (qemu-ga 7.2 can hang
 /// in its SIGTERM handler, so SIGKILL).
 struct Peer {
@@ -100,7 +91,7 @@ fn show(bytes: &[u8]) -> String {
 
 #[test]
 fn corpus_replayed_live_against_qemu_ga() {
-    let theirs = Peer::start(&qemu_ga_bin(), "qemu-ga", &[]);
+    let theirs = Peer::start(&tests::qemu_ga_bin(), "qemu-ga", &[]);
     let ours = Peer::start(tests::guest_agent_bin(), "ours", &[]);
     let mut differences = Vec::new();
     let mut cases = 0;
@@ -146,7 +137,7 @@ fn normalize_disabled(bytes: &[u8]) -> String {
 #[test]
 fn block_list_against_qemu_ga() {
     let theirs = Peer::start(
-        &qemu_ga_bin(),
+        &tests::qemu_ga_bin(),
         "qemu-ga-b",
         &["-b", "guest-ping,guest-sync"],
     );
@@ -205,7 +196,7 @@ fn command_order_matches_qemu_ga() {
             .map(str::to_string)
             .collect()
     };
-    let theirs = list(&qemu_ga_bin());
+    let theirs = list(&tests::qemu_ga_bin());
     let ours = list(tests::guest_agent_bin());
     let common: Vec<&String> = theirs.iter().filter(|c| ours.contains(c)).collect();
     let ours_common: Vec<&String> = ours.iter().filter(|c| theirs.contains(c)).collect();

@@ -15,7 +15,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,14 +23,6 @@ use std::time::{Duration, Instant};
 const OS_RELEASE: &str = "ID=qemu-ga-test\nNAME=QEMU-GA\nPRETTY_NAME=\"QEMU Guest Agent test\"\n\
     VERSION=\"Test 1\"\nVERSION_ID=1\nVARIANT=\"Unit test \\\"\\'\\$\\`\\\\ and \\\\\\\\ etc.\"\n\
     VARIANT_ID=unit-test\n";
-
-fn qemu_ga_bin() -> PathBuf {
-    ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("qemu-ga is not installed: run `bash scripts/e2e-setup.sh` (Debian package qemu-guest-agent)")
-}
 
 /// An agent on a unix socket with its own state directory; SIGKILLed on
 /// drop (README difference 10).
@@ -731,7 +723,7 @@ fn os_commands_against_qemu_ga() {
     std::fs::write(&os_release, OS_RELEASE).unwrap();
     let data = root.join("data");
     let theirs = {
-        let mut peer = Peer::start(&qemu_ga_bin(), "qemu-ga", &os_release);
+        let mut peer = Peer::start(&tests::qemu_ga_bin(), "qemu-ga", &os_release);
         session(&mut peer, &data, false)
     };
     let ours = {
