@@ -223,3 +223,43 @@ fn a_hundred_thousand_pipelined_requests_in_order() {
     }
     sender.join().unwrap();
 }
+
+/// Open file descriptors of the agent.
+fn fd_count(agent: &RunningAgent) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", agent.pid()))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn reconnect_storm_leaks_nothing() {
+    let agent = RunningAgent::start("hostile-storm", &[]);
+    let cycles = std::env::var("QGA_STORM_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    // Warm up, then take the baseline.
+    agent.connect().sync(1);
+    let (fds, rss) = (fd_count(&agent), peak_rss_kib(&agent));
+    let t = Instant::now();
+    for i in 0..cycles {
+        let mut stream = UnixStream::connect(&agent.socket).unwrap();
+        match i % 3 {
+            0 => {}
+            1 => stream.write_all(b"{\"execute\": \"guest-sy").unwrap(),
+            _ => stream.write_all(b"\"unterminated \\\\ string ").unwrap(),
+        }
+    }
+    // Every new client that follows the handshake gets the right answer.
+    let mut conn = agent.connect();
+    conn.sync(2);
+    assert_eq!(conn.call("guest-ping", None).0, Ok("{}".into()));
+    let (fds_after, rss_after) = (fd_count(&agent), peak_rss_kib(&agent));
+    eprintln!(
+        "{cycles} connect/partial/disconnect cycles in {:.1} s: fds {fds} -> {fds_after}, peak RSS {rss} -> {rss_after} KiB",
+        t.elapsed().as_secs_f64()
+    );
+    // One connection is open now, as at the baseline.
+    assert_eq!(fds_after, fds);
+    assert!(rss_after < rss + 1024);
+}
