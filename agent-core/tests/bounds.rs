@@ -3,6 +3,7 @@
 //! on the worst inputs (deep nesting, ids to be reordered, huge keys).
 #![allow(
     clippy::unwrap_used,
+    clippy::expect_used,
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
     missing_docs
