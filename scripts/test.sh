@@ -38,6 +38,8 @@ echo "== footprint: the whole agent with core commands (opt-level z, LTO)"
 files=()
 for t in "${targets[@]}"; do files+=("target/$t/min-size/examples/footprint"); done
 python3 scripts/elf_sizes.py "${files[@]}"
+echo "== installed size on Linux: static guest-agent against qemu-ga and its libraries"
+bash scripts/binary_sizes.sh
 
 echo "== fuzz smoke run (scripts/fuzz.sh; longer campaigns: bash scripts/fuzz.sh 3600)"
 bash scripts/fuzz.sh "${QGA_FUZZ_SECONDS:-30}"
