@@ -226,6 +226,7 @@ impl Conn {
     }
 }
 pub mod baremetal;
+pub mod conformance;
 pub mod linux_guest;
 
 /// Debian's qemu-ga (package `qemu-guest-agent`), the reference peer.

@@ -204,3 +204,43 @@ fn command_order_matches_qemu_ga() {
     let missing: Vec<&String> = theirs.iter().filter(|c| !ours.contains(c)).collect();
     assert_eq!(missing, ["guest-get-devices"]);
 }
+
+/// The JSON conformance cases (`tests::conformance`) sent to both: real
+/// qemu-ga gives each the verdict the generator expects from QEMU's rules,
+/// and our replies are its replies, byte for byte.
+#[test]
+fn json_conformance_cases_against_qemu_ga() {
+    let theirs = Peer::start(&tests::qemu_ga_bin(), "qemu-ga-json", &[]);
+    let ours = Peer::start(tests::guest_agent_bin(), "ours-json", &[]);
+    let cases = tests::conformance::cases();
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let request = case.request();
+        let expected = theirs.exchange(&request);
+        let got = ours.exchange(&request);
+        let verdict = tests::conformance::Case::verdict(&expected);
+        if verdict != Some(case.accept) {
+            wrong.push(format!(
+                "{}: qemu-ga {verdict:?}, expected {}: {}",
+                case.name,
+                case.accept,
+                show(&expected[..expected.len().min(300)])
+            ));
+        } else if got != expected {
+            let cut = |b: &[u8]| show(&b[..b.len().min(300)]);
+            wrong.push(format!(
+                "{}:\n  qemu-ga: {}\n  ours:    {}",
+                case.name,
+                cut(&expected),
+                cut(&got)
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+}
