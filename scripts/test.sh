@@ -4,6 +4,7 @@
 #   - rustup targets for the bare-metal builds, and what the end-to-end
 #     tests need (scripts/e2e-setup.sh: QEMU, qemu-ga, a Debian kernel),
 #   - formatting and clippy (warnings are errors),
+#   - the dependency policy of deny.toml (cargo-deny, from crates.io),
 #   - agent-core for thumbv7em-none-eabihf and riscv64gc-unknown-none-elf
 #     (with and without defmt): proves no_std and no alloc,
 #   - the footprint of the agent on both targets (printed),
@@ -26,6 +27,10 @@ bash scripts/e2e-setup.sh
 echo "== fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== dependency policy (deny.toml: licenses, bans, sources; advisories need GitHub)"
+command -v cargo-deny >/dev/null || cargo install --locked --quiet cargo-deny --version 0.20.2
+cargo deny --log-level error check bans licenses sources
 
 echo "== agent-core on bare-metal targets (no std, no alloc)"
 for t in "${targets[@]}"; do
