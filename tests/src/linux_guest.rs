@@ -13,8 +13,8 @@
 //!
 //! The guest's `/init` prints, once a second, a line
 //! `e2e-cpu up=<uptime s> pid=<pid> ticks=<utime+stime> run_ns=<ns on cpu>
-//! slices=<times scheduled>` for the agent under test (from
-//! `/proc/<pid>/stat` and `/proc/<pid>/schedstat`), which
+//! slices=<times scheduled> fds=<open fds> hwm_kib=<peak RSS>` for the agent
+//! under test (from `/proc/<pid>/stat`, `schedstat`, `fd/` and `status`), which
 //! [`Guest::cpu_sample_after`] reads back from the console log.
 
 use std::fs::{self, File};
@@ -322,7 +322,12 @@ while :; do
     ticks=$((${{14}} + ${{15}}))
     read -r run wait slices </proc/$pid/schedstat
     read -r up idle </proc/uptime
-    echo "e2e-cpu up=$up pid=$pid ticks=$ticks run_ns=$run slices=$slices"
+    fds=$(ls /proc/$pid/fd | wc -l)
+    hwm=0
+    while read -r key value unit; do
+      [ "$key" = VmHWM: ] && hwm=$value
+    done </proc/$pid/status
+    echo "e2e-cpu up=$up pid=$pid ticks=$ticks run_ns=$run slices=$slices fds=$fds hwm_kib=$hwm"
   else
     echo "e2e: agent $pid exited"
     break
@@ -420,10 +425,14 @@ pub struct CpuSample {
     pub run_ns: u64,
     /// Times the agent was scheduled (`schedstat`): about its wake-ups.
     pub slices: u64,
+    /// Open file descriptors.
+    pub fds: u64,
+    /// Peak resident set size (`VmHWM`), KiB.
+    pub hwm_kib: u64,
 }
 
 impl CpuSample {
-    /// Parse `e2e-cpu up=.. pid=.. ticks=.. run_ns=.. slices=..`.
+    /// Parse `e2e-cpu up=.. pid=.. ticks=.. run_ns=.. slices=.. fds=.. hwm_kib=..`.
     pub fn parse(line: &str) -> Option<CpuSample> {
         let rest = line.trim().strip_prefix("e2e-cpu ")?;
         let field = |key: &str| {
@@ -435,6 +444,8 @@ impl CpuSample {
             ticks: field("ticks")?.parse().ok()?,
             run_ns: field("run_ns")?.parse().ok()?,
             slices: field("slices")?.parse().ok()?,
+            fds: field("fds")?.parse().ok()?,
+            hwm_kib: field("hwm_kib")?.parse().ok()?,
         })
     }
 }

@@ -37,7 +37,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to listen for output that must not come.
 const QUIET: Duration = Duration::from_millis(1000);
 /// Host close/reopen cycles in (c).
-const CYCLES: usize = 200;
+const CYCLES: usize = 1000;
 /// The host-absent period over which the agent's CPU time is measured.
 const ABSENT: Duration = Duration::from_secs(5);
 
@@ -400,14 +400,16 @@ fn linux_guest_e2e_guest_agent() {
 
     // (c) Many host closes and reopens: some cycles leave nothing, some a
     // half request, most a full handshake + ping.
+    let seen = guest.cpu_samples().len();
+    let (_, before) = guest.cpu_sample_after(seen, Duration::from_secs(10));
     let t = Instant::now();
     let mut slowest = Duration::ZERO;
     let mut gaps = Duration::ZERO;
     for i in 0..CYCLES {
-        if i % 25 == 24 {
+        if i % 100 == 99 {
             // Now and then the host stays away long enough for the agent's
             // back-off to grow.
-            let gap = Duration::from_millis(50 * (i as u64 / 25 + 1));
+            let gap = Duration::from_millis(50 * (i as u64 / 100 + 1));
             std::thread::sleep(gap);
             gaps += gap;
         }
@@ -428,6 +430,8 @@ fn linux_guest_e2e_guest_agent() {
     let (mut conn, _) = reconnect_sync(&mut guest);
     assert!(supported_commands(&mut conn).contains(&"guest-ping".to_string()));
     drop(conn);
+    let seen = guest.cpu_samples().len();
+    let (_, after) = guest.cpu_sample_after(seen, Duration::from_secs(10));
     let idle = host_absent_cpu(&mut guest);
     let (mut conn, back) = reconnect_sync(&mut guest);
     assert_eq!(conn.call_ok("guest-ping", None), "{}");
@@ -455,7 +459,8 @@ fn linux_guest_e2e_guest_agent() {
     );
     println!(
         "ours: (c) {CYCLES} host close/reopen cycles in {cycles:.2?} (of which {gaps:.2?} host \
-         away on purpose), slowest {slowest:.2?}"
+         away on purpose), slowest {slowest:.2?}; agent fds {} -> {}, peak RSS {} -> {} KiB",
+        before.fds, after.fds, before.hwm_kib, after.hwm_kib
     );
     println!(
         "ours: host away {:.2} s: cpu {:.3} ms, {} ticks, {} wake-ups; first answer after it {back:.2?}",
@@ -466,6 +471,12 @@ fn linux_guest_e2e_guest_agent() {
         total.elapsed()
     );
     assert!(status.success(), "QEMU exit status after {via}: {status}");
+    // The close/reopen cycles leak nothing.
+    assert_eq!(after.fds, before.fds, "fds after {CYCLES} cycles");
+    assert!(
+        after.hwm_kib < before.hwm_kib + 512,
+        "peak RSS grew over {CYCLES} cycles: {before:?} -> {after:?}"
+    );
     assert!(idle.seconds >= 4.0, "{idle:?}");
     // 10 → 640 ms back-off: about 13 wake-ups in 5 s; qemu-ga makes 50.
     assert!(
