@@ -7,7 +7,8 @@
 #   - the dependency policy of deny.toml (cargo-deny, from crates.io),
 #   - agent-core for thumbv7em-none-eabihf and riscv64gc-unknown-none-elf
 #     (with and without defmt): proves no_std and no alloc,
-#   - the footprint of the agent on both targets (printed),
+#   - the footprint of the agent on both targets, and its deepest stack
+#     (printed),
 #   - all tests of the workspace: unit, property, corpus, doc and
 #     integration tests.
 set -euo pipefail
@@ -43,6 +44,8 @@ echo "== footprint: the whole agent with core commands (opt-level z, LTO)"
 files=()
 for t in "${targets[@]}"; do files+=("target/$t/min-size/examples/footprint"); done
 python3 scripts/elf_sizes.py "${files[@]}"
+echo "== stack: the deepest Agent::feed reaches (stack painting, x86_64 host frames)"
+cargo run -q --profile min-size -p agent-baremetal --example stack_depth
 echo "== installed size on Linux: static guest-agent against qemu-ga and its libraries"
 bash scripts/binary_sizes.sh
 

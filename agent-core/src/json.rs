@@ -245,6 +245,14 @@ impl<'a> Value<'a> {
         Members { tokens }
     }
 
+    /// The member of an object that starts at `offset` of its text, as
+    /// [`Members`] reported it.
+    pub(crate) fn member_at(&self, offset: usize) -> Option<(JsonStr<'a>, Value<'a>)> {
+        let mut tokens = Tokens::new(self.text);
+        tokens.pos = offset.min(self.text.len());
+        Members { tokens }.next()
+    }
+
     /// The elements of an array, in order (empty otherwise).
     pub fn elements(&self) -> Elements<'a> {
         let mut tokens = Tokens::new(self.text);
@@ -295,6 +303,14 @@ impl Number {
 #[derive(Clone, Debug)]
 pub struct Members<'a> {
     tokens: Tokens<'a>,
+}
+
+impl Members<'_> {
+    /// Where the next member starts, as a byte offset into the object's
+    /// text (see [`Value::member_at`]).
+    pub(crate) fn offset(&self) -> usize {
+        self.tokens.pos
+    }
 }
 
 impl<'a> Iterator for Members<'a> {

@@ -454,10 +454,10 @@ fn pairs(object: &[u8], limit: usize) -> impl Iterator<Item = (JsonStr<'_>, usiz
     })
 }
 
-fn key_hash(key: &JsonStr<'_>) -> u64 {
+fn key_hash(key: &JsonStr<'_>) -> u32 {
     // FNV-1a over the decoded characters.
-    key.chars().fold(0xcbf2_9ce4_8422_2325u64, |h, ch| {
-        (h ^ u64::from(u32::from(ch))).wrapping_mul(0x100_0000_01b3)
+    key.chars().fold(0x811c_9dc5u32, |h, ch| {
+        (h ^ u32::from(ch)).wrapping_mul(0x0100_0193)
     })
 }
 
@@ -472,10 +472,12 @@ fn duplicate_in_object(object: &[u8], limit: usize) -> Option<usize> {
     let mut all = pairs(object, limit);
     let mut first_index = 0usize;
     loop {
-        let mut block = [(0u64, 0usize); HASH_BLOCK];
+        // (hash, end of the pair's value): 8 bytes a key. A message is at
+        // most 64 MiB (the token size limit), so offsets fit in 32 bits.
+        let mut block = [(0u32, 0u32); HASH_BLOCK];
         let mut filled = 0usize;
         for (slot, (key, end)) in block.iter_mut().zip(all.by_ref()) {
-            *slot = (key_hash(&key), end);
+            *slot = (key_hash(&key), u32::try_from(end).unwrap_or(u32::MAX));
             filled = filled.saturating_add(1);
         }
         let block = block.get(..filled).unwrap_or_default();
@@ -516,7 +518,7 @@ fn duplicate_in_object(object: &[u8], limit: usize) -> Option<usize> {
             }
         }
         if let Some(i) = found {
-            return block.get(i).map(|&(_, end)| end);
+            return block.get(i).map(|&(_, end)| end as usize);
         }
         first_index = first_index.saturating_add(block.len());
     }

@@ -47,34 +47,72 @@ const STACKED: usize = 4;
 /// stack; larger ones are walked once per occupied bucket.
 const SMALL: usize = 8;
 
+/// A member's place: its bucket, its position in the object, and the byte
+/// offset of its key in the object's text (8 bytes, so that ordering an
+/// object costs little stack at each level of a nested id).
+#[derive(Clone, Copy)]
+struct Slot {
+    bucket: u16,
+    index: u8,
+    offset: u32,
+}
+
+impl Slot {
+    /// QDict order: by bucket, and within one, the last inserted first.
+    fn comes_before(self, other: Slot) -> bool {
+        (self.bucket, core::cmp::Reverse(self.index))
+            < (other.bucket, core::cmp::Reverse(other.index))
+    }
+}
+
 /// Call `f` on each member of `object` in `QDict` iteration order. Stops at
 /// the first error `f` returns.
 pub fn for_each_member<'a, E>(
     object: &Value<'a>,
     mut f: impl FnMut(JsonStr<'a>, Value<'a>) -> Result<(), E>,
 ) -> Result<(), E> {
-    // Small objects (requests, most ids): one walk, then a sort by
-    // (bucket, reverse insertion order).
-    let mut small: [Option<(u32, usize, JsonStr<'a>, Value<'a>)>; SMALL] = [None; SMALL];
-    let mut count = 0usize;
-    for (index, (key, value)) in object.members().enumerate() {
-        match small.get_mut(index) {
-            Some(slot) => *slot = Some((bucket_of(&key), index, key, value)),
-            None => {
-                count = usize::MAX;
-                break;
-            }
-        }
-        count = index.saturating_add(1);
+    // Small objects (requests, most ids): one walk noting where each
+    // member starts, then a selection in (bucket, reverse insertion) order.
+    let mut slots = [Slot {
+        bucket: 0,
+        index: 0,
+        offset: 0,
+    }; SMALL];
+    let mut count = 0u8;
+    let mut members = object.members();
+    loop {
+        let offset = members.offset();
+        let Some((key, _)) = members.next() else {
+            break;
+        };
+        let (Some(slot), Ok(offset)) = (slots.get_mut(usize::from(count)), u32::try_from(offset))
+        else {
+            return for_each_member_large(object, f);
+        };
+        *slot = Slot {
+            bucket: bucket_of(&key) as u16,
+            index: count,
+            offset,
+        };
+        count = count.saturating_add(1);
     }
-    if let Some(members) = small.get_mut(..count) {
-        members.sort_unstable_by_key(|m| m.map(|(b, i, _, _)| (b, core::cmp::Reverse(i))));
-        for &(_, _, key, value) in members.iter().flatten() {
+    let slots = slots.get(..usize::from(count)).unwrap_or_default();
+    let mut done = 0u8;
+    for _ in 0..count {
+        let next = slots
+            .iter()
+            .filter(|s| done & 1u8.wrapping_shl(u32::from(s.index)) == 0)
+            .fold(None, |best: Option<Slot>, &s| match best {
+                Some(b) if !s.comes_before(b) => Some(b),
+                _ => Some(s),
+            });
+        let Some(slot) = next else { break };
+        done |= 1u8.wrapping_shl(u32::from(slot.index));
+        if let Some((key, value)) = object.member_at(slot.offset as usize) {
             f(key, value)?;
         }
-        return Ok(());
     }
-    for_each_member_large(object, f)
+    Ok(())
 }
 
 fn for_each_member_large<'a, E>(
@@ -95,17 +133,28 @@ fn for_each_member_large<'a, E>(
                 .wrapping_mul(64)
                 .wrapping_add(bits.trailing_zeros());
             bits &= bits.wrapping_sub(1);
-            let mut stacked: [Option<(JsonStr<'a>, Value<'a>)>; STACKED] = [None; STACKED];
+            // Offsets of this bucket's members, in insertion order.
+            let mut stacked = [0u32; STACKED];
             let mut count = 0usize;
-            for member in object.members().filter(|(k, _)| bucket_of(k) == b) {
-                if let Some(slot) = stacked.get_mut(count) {
-                    *slot = Some(member);
+            let mut members = object.members();
+            loop {
+                let offset = members.offset();
+                let Some((key, _)) = members.next() else {
+                    break;
+                };
+                if bucket_of(&key) != b {
+                    continue;
+                }
+                if let (Some(slot), Ok(offset)) = (stacked.get_mut(count), u32::try_from(offset)) {
+                    *slot = offset;
                 }
                 count = count.saturating_add(1);
             }
             if count <= STACKED {
-                for (key, value) in stacked.iter().take(count).rev().flatten() {
-                    f(*key, *value)?;
+                for &offset in stacked.iter().take(count).rev() {
+                    if let Some((key, value)) = object.member_at(offset as usize) {
+                        f(key, value)?;
+                    }
                 }
             } else {
                 // Crafted collisions: emit the n-th from last by walking again.

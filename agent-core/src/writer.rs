@@ -230,6 +230,9 @@ impl<'w, W: Write + ?Sized> JsonWriter<'w, W> {
 /// reorders.
 pub const REORDER_DEPTH: u32 = 8;
 
+// Not inlined into the recursive `emit_value`, so its (float-formatting)
+// frame is paid once at the leaf rather than at every level.
+#[inline(never)]
 fn emit_scalar<W: Write + ?Sized>(out: &mut W, value: &Value<'_>) -> Result<(), W::Error> {
     let mut w = JsonWriter::new(out);
     match value.kind() {
