@@ -208,10 +208,9 @@ impl<'a> Value<'a> {
     /// The number, if this is one (integers as QEMU converts them: `i64`,
     /// else `u64`, else `f64`).
     pub fn as_number(&self) -> Option<Number> {
-        let text = core::str::from_utf8(self.text).ok()?;
         match self.kind {
-            ValueKind::Integer => Some(Number::from_integer_text(text)),
-            ValueKind::Float => Some(Number::Float(text.parse().ok()?)),
+            ValueKind::Integer => Some(Number::from_integer_text(self.text)),
+            ValueKind::Float => Some(Number::Float(crate::float::parse(self.text)?)),
             _ => None,
         }
     }
@@ -285,17 +284,29 @@ pub enum Number {
 }
 
 impl Number {
-    /// Convert the text of an integer token as QEMU's parser does.
-    fn from_integer_text(text: &str) -> Number {
-        if let Ok(v) = text.parse::<i64>() {
-            return Number::Int(v);
-        }
-        if !text.starts_with('-') {
-            if let Ok(v) = text.parse::<u64>() {
-                return Number::Uint(v);
+    /// Convert the text of an integer token (`-?[0-9]+`, as the lexer
+    /// accepts it) as QEMU's parser does: `i64` if it fits, else `u64`,
+    /// else the nearest double.
+    fn from_integer_text(text: &[u8]) -> Number {
+        let (negative, digits) = match text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, text),
+        };
+        // The magnitude, if it fits u64.
+        let magnitude = digits.iter().try_fold(0u64, |acc, &d| {
+            acc.checked_mul(10)?
+                .checked_add(u64::from(d.wrapping_sub(b'0')))
+        });
+        match magnitude {
+            Some(m) if !negative => match i64::try_from(m) {
+                Ok(v) => Number::Int(v),
+                Err(_) => Number::Uint(m),
+            },
+            Some(m) if m <= i64::MIN.unsigned_abs() => {
+                Number::Int(0i64.checked_sub_unsigned(m).unwrap_or(i64::MIN))
             }
+            _ => Number::Float(crate::float::parse(text).unwrap_or(f64::NAN)),
         }
-        Number::Float(text.parse().unwrap_or(f64::NAN))
     }
 }
 

@@ -44,6 +44,7 @@ pub mod client;
 pub mod commands;
 pub mod dispatch;
 pub mod envelope;
+pub mod float;
 pub mod framer;
 pub mod json;
 pub mod lexer;
