@@ -87,7 +87,17 @@ pub fn for_each_member<'a, E>(
         };
         let (Some(slot), Ok(offset)) = (slots.get_mut(usize::from(count)), u32::try_from(offset))
         else {
-            return for_each_member_large(object, f);
+            // One copy of the large-object walk serves every caller: it
+            // takes a `dyn` callback that says whether to go on.
+            let mut result = Ok(());
+            for_each_member_large(object, &mut |key, value| match f(key, value) {
+                Ok(()) => true,
+                Err(e) => {
+                    result = Err(e);
+                    false
+                }
+            });
+            return result;
         };
         *slot = Slot {
             bucket: bucket_of(&key) as u16,
@@ -115,10 +125,13 @@ pub fn for_each_member<'a, E>(
     Ok(())
 }
 
-fn for_each_member_large<'a, E>(
+// Not inlined: its scratch would otherwise sit in every level of a nested
+// id's reordering, not only in the (rare) large objects.
+#[inline(never)]
+fn for_each_member_large<'a>(
     object: &Value<'a>,
-    mut f: impl FnMut(JsonStr<'a>, Value<'a>) -> Result<(), E>,
-) -> Result<(), E> {
+    f: &mut dyn FnMut(JsonStr<'a>, Value<'a>) -> bool,
+) {
     let mut present = [0u64; (BUCKETS / 64) as usize];
     for (key, _) in object.members() {
         let b = bucket_of(&key);
@@ -153,7 +166,9 @@ fn for_each_member_large<'a, E>(
             if count <= STACKED {
                 for &offset in stacked.iter().take(count).rev() {
                     if let Some((key, value)) = object.member_at(offset as usize) {
-                        f(key, value)?;
+                        if !f(key, value) {
+                            return;
+                        }
                     }
                 }
             } else {
@@ -162,13 +177,14 @@ fn for_each_member_large<'a, E>(
                     if let Some((key, value)) =
                         object.members().filter(|(k, _)| bucket_of(k) == b).nth(n)
                     {
-                        f(key, value)?;
+                        if !f(key, value) {
+                            return;
+                        }
                     }
                 }
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

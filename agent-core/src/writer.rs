@@ -191,18 +191,16 @@ impl<'w, W: Write + ?Sized> JsonWriter<'w, W> {
     /// A signed integer.
     pub fn i64(&mut self, v: i64) -> Result<(), W::Error> {
         self.before_value()?;
-        let mut buf = Buf::<24>::new();
-        // Writing to a `Buf` of this size cannot fail.
-        let _ = fmt::Write::write_fmt(&mut buf, format_args!("{v}"));
-        self.out.write_all(buf.bytes())
+        if v < 0 {
+            self.out.write_all(b"-")?;
+        }
+        write_decimal(self.out, v.unsigned_abs())
     }
 
     /// An unsigned integer.
     pub fn u64(&mut self, v: u64) -> Result<(), W::Error> {
         self.before_value()?;
-        let mut buf = Buf::<24>::new();
-        let _ = fmt::Write::write_fmt(&mut buf, format_args!("{v}"));
-        self.out.write_all(buf.bytes())
+        write_decimal(self.out, v)
     }
 
     /// A floating-point number, as `%.17g` prints it.
@@ -262,24 +260,44 @@ fn emit_value<W: Write + ?Sized>(
     budget: u32,
 ) -> Result<(), W::Error> {
     if budget > 0 && needs_reordering(value) {
-        out.write_all(b"{")?;
-        let mut first = true;
-        qdict::for_each_member(value, |key, member| {
-            if !first {
-                out.write_all(b", ")?;
-            }
-            first = false;
-            escape_chars(out, key.chars())?;
-            out.write_all(b": ")?;
-            emit_value(out, &member, budget.saturating_sub(1))
-        })?;
-        return out.write_all(b"}");
+        return emit_reordered(out, value, budget);
     }
     if !matches!(value.kind(), ValueKind::Object | ValueKind::Array) {
         return emit_scalar(out, value);
     }
-    // Stream the container's tokens; the input's separators are exactly
-    // where the output needs them.
+    emit_streamed(out, value, budget)
+}
+
+/// An object in `QDict` order. Kept apart from [`emit_streamed`] (and not
+/// inlined) so that each level of a nested id holds only this small frame.
+#[inline(never)]
+fn emit_reordered<W: Write + ?Sized>(
+    out: &mut W,
+    value: &Value<'_>,
+    budget: u32,
+) -> Result<(), W::Error> {
+    out.write_all(b"{")?;
+    let mut first = true;
+    qdict::for_each_member(value, |key, member| {
+        if !first {
+            out.write_all(b", ")?;
+        }
+        first = false;
+        escape_chars(out, key.chars())?;
+        out.write_all(b": ")?;
+        emit_value(out, &member, budget.saturating_sub(1))
+    })?;
+    out.write_all(b"}")
+}
+
+/// A container streamed token by token; the input's separators are
+/// exactly where the output needs them.
+#[inline(never)]
+fn emit_streamed<W: Write + ?Sized>(
+    out: &mut W,
+    value: &Value<'_>,
+    budget: u32,
+) -> Result<(), W::Error> {
     let mut tokens = Tokens::new(value.text());
     while let Some(token) = tokens.peek() {
         let text: &[u8] = match token.kind {
@@ -288,7 +306,7 @@ fn emit_value<W: Write + ?Sized>(
                 if let Some(object) =
                     Value::take(&mut ahead).filter(|o| budget > 0 && needs_reordering(o))
                 {
-                    emit_value(out, &object, budget)?;
+                    emit_reordered(out, &object, budget)?;
                     tokens = ahead;
                     continue;
                 }
@@ -355,6 +373,40 @@ impl<const N: usize> fmt::Write for Buf<N> {
     }
 }
 
+/// Upper-case hexadecimal digits, as QEMU's `\\uXXXX` escapes use them.
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// `v / 10` and `v % 10` with 32-bit divisions only, 16 bits at a time:
+/// 32-bit targets have no 64-bit divide, and the library routine for one
+/// costs more code than all of this.
+fn div_rem_10(v: u64) -> (u64, u8) {
+    let mut quotient = 0u64;
+    let mut rem = 0u32;
+    for shift in [48u32, 32, 16, 0] {
+        // rem < 10, so this is below 10 × 2^16.
+        let chunk = (rem << 16) | ((v >> shift) as u32 & 0xFFFF);
+        quotient |= u64::from(chunk / 10) << shift;
+        rem = chunk % 10;
+    }
+    (quotient, rem as u8)
+}
+
+/// `v` in decimal.
+fn write_decimal<W: Write + ?Sized>(out: &mut W, mut v: u64) -> Result<(), W::Error> {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    for slot in digits.iter_mut().rev() {
+        let (q, d) = div_rem_10(v);
+        *slot = b'0' | d;
+        start = start.saturating_sub(1);
+        v = q;
+        if v == 0 {
+            break;
+        }
+    }
+    out.write_all(digits.get(start..).unwrap_or_default())
+}
+
 /// Format `v` as C's `printf("%.17g", v)` (QEMU's double output).
 fn format_g17<const N: usize>(v: f64, out: &mut Buf<N>) {
     use fmt::Write as _;
@@ -370,24 +422,8 @@ fn format_g17<const N: usize>(v: f64, out: &mut Buf<N>) {
         let _ = out.write_str(if v.is_sign_negative() { "-0" } else { "0" });
         return;
     }
-    // 17 significant digits, correctly rounded: d.dddddddddddddddde<exp>.
-    let mut sci = Buf::<40>::new();
-    let _ = write!(sci, "{:.16e}", v.abs());
-    let text = sci.bytes();
-    let e_at = text.iter().position(|&b| b == b'e').unwrap_or(text.len());
-    let mantissa = text.get(..e_at).unwrap_or_default();
-    let exp: i32 = text
-        .get(e_at.saturating_add(1)..)
-        .and_then(|t| core::str::from_utf8(t).ok())
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0);
-    let mut digits = [b'0'; 17];
-    for (slot, &d) in digits
-        .iter_mut()
-        .zip(mantissa.iter().filter(|b| b.is_ascii_digit()))
-    {
-        *slot = d;
-    }
+    // 17 significant digits, correctly rounded: d.dddddddddddddddd × 10^exp.
+    let (digits, exp) = crate::float::significant_digits(v);
     let significant = digits
         .iter()
         .rposition(|&d| d != b'0')
@@ -403,12 +439,15 @@ fn format_g17<const N: usize>(v: f64, out: &mut Buf<N>) {
             out.push(b'.');
             rest.iter().for_each(|&d| out.push(d));
         }
-        let _ = write!(
-            out,
-            "e{}{:02}",
-            if exp < 0 { '-' } else { '+' },
-            exp.unsigned_abs()
-        );
+        out.push(b'e');
+        out.push(if exp < 0 { b'-' } else { b'+' });
+        // At least two digits, as %e prints them (|exp| <= 324).
+        let e = exp.unsigned_abs();
+        if e >= 100 {
+            out.push(b'0' | (e / 100 % 10) as u8);
+        }
+        out.push(b'0' | (e / 10 % 10) as u8);
+        out.push(b'0' | (e % 10) as u8);
     } else if exp >= 0 {
         let int_len = (exp as usize).saturating_add(1);
         for i in 0..int_len {
@@ -451,10 +490,13 @@ fn escape_char<W: Write + ?Sized>(out: &mut W, ch: char) -> Result<(), W::Error>
         return out.write_all(&[cp as u8]);
     }
     let mut units = [0u16; 2];
-    for unit in ch.encode_utf16(&mut units).iter() {
-        let mut buf = Buf::<8>::new();
-        let _ = fmt::Write::write_fmt(&mut buf, format_args!("\\u{unit:04X}"));
-        out.write_all(buf.bytes())?;
+    for &unit in ch.encode_utf16(&mut units).iter() {
+        let hex = |shift: u16| {
+            HEX.get(usize::from((unit >> shift) & 0xF))
+                .copied()
+                .unwrap_or(b'0')
+        };
+        out.write_all(&[b'\\', b'u', hex(12), hex(8), hex(4), hex(0)])?;
     }
     Ok(())
 }

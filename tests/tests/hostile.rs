@@ -3,7 +3,9 @@
 //! a flood of pipelined requests. After each, a reset byte and a valid
 //! request must be answered, and the agent's memory must stay bounded.
 //! (The long versions, e.g. 1 GiB of random bytes, are for the benchmark:
-//! `QGA_HOSTILE_MIB=1024 cargo test -p tests --release --test hostile`.)
+//! `cargo build --release -p agent-linux && QGA_HOSTILE_MIB=1024
+//! QGA_AGENT_BIN=target/release/guest-agent cargo test -p tests --test
+//! hostile -- --nocapture`.)
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
