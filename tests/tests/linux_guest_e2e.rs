@@ -365,6 +365,48 @@ fn reconnect_sync(guest: &mut Guest) -> (HostConn, Duration) {
     (conn, t.elapsed())
 }
 
+/// (c) [`CYCLES`] host closes and reopens: some cycles leave nothing, some
+/// a half request, most a full handshake + ping. Returns the time taken,
+/// the part of it the host stayed away on purpose, and the slowest cycle.
+fn close_reopen_cycles(guest: &mut Guest) -> (Duration, Duration, Duration) {
+    /// Names the cycle a failure happened in.
+    struct Progress(usize);
+    impl Drop for Progress {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                eprintln!("failed in close/reopen cycle {}", self.0);
+            }
+        }
+    }
+    let t = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut gaps = Duration::ZERO;
+    let mut progress = Progress(0);
+    for i in 0..CYCLES {
+        progress.0 = i;
+        if i % 100 == 99 {
+            // Now and then the host stays away long enough for the agent's
+            // back-off to grow.
+            let gap = Duration::from_millis(50 * (i as u64 / 100 + 1));
+            std::thread::sleep(gap);
+            gaps += gap;
+        }
+        let c = Instant::now();
+        let mut conn = guest.connect(CONNECT_TIMEOUT);
+        match i % 4 {
+            0 => {}
+            1 => conn.send(br#"{"execute": "guest-sy"#),
+            _ => {
+                conn.sync(fresh_id(), Duration::from_secs(10), Duration::from_secs(10));
+                assert_eq!(conn.call_ok("guest-ping", None), "{}", "cycle {i}");
+            }
+        }
+        drop(conn);
+        slowest = slowest.max(c.elapsed());
+    }
+    (t.elapsed(), gaps, slowest)
+}
+
 /// Keep (a)'s transcript and, once both agents have run (in either order,
 /// in parallel or not), require them to be identical: same errors, same
 /// texts, same sentinel reply.
@@ -398,35 +440,10 @@ fn linux_guest_e2e_guest_agent() {
     record_transcript(AgentKind::Ours, &a);
     let (stale, b) = unread_reply_left_behind(&mut guest);
 
-    // (c) Many host closes and reopens: some cycles leave nothing, some a
-    // half request, most a full handshake + ping.
+    // (c) Many host closes and reopens.
     let seen = guest.cpu_samples().len();
     let (_, before) = guest.cpu_sample_after(seen, Duration::from_secs(10));
-    let t = Instant::now();
-    let mut slowest = Duration::ZERO;
-    let mut gaps = Duration::ZERO;
-    for i in 0..CYCLES {
-        if i % 100 == 99 {
-            // Now and then the host stays away long enough for the agent's
-            // back-off to grow.
-            let gap = Duration::from_millis(50 * (i as u64 / 100 + 1));
-            std::thread::sleep(gap);
-            gaps += gap;
-        }
-        let c = Instant::now();
-        let mut conn = guest.connect(CONNECT_TIMEOUT);
-        match i % 4 {
-            0 => {}
-            1 => conn.send(br#"{"execute": "guest-sy"#),
-            _ => {
-                conn.sync(fresh_id(), Duration::from_secs(10), Duration::from_secs(10));
-                assert_eq!(conn.call_ok("guest-ping", None), "{}", "cycle {i}");
-            }
-        }
-        drop(conn);
-        slowest = slowest.max(c.elapsed());
-    }
-    let cycles = t.elapsed();
+    let (cycles, gaps, slowest) = close_reopen_cycles(&mut guest);
     let (mut conn, _) = reconnect_sync(&mut guest);
     assert!(supported_commands(&mut conn).contains(&"guest-ping".to_string()));
     drop(conn);
@@ -502,6 +519,7 @@ fn linux_guest_e2e_qemu_ga() {
     let a = partial_request_left_behind(&mut guest);
     record_transcript(AgentKind::QemuGa, &a);
     let (stale, b) = unread_reply_left_behind(&mut guest);
+    let (cycles, gaps, slowest) = close_reopen_cycles(&mut guest);
     let idle = host_absent_cpu(&mut guest);
     let (mut conn, back) = reconnect_sync(&mut guest);
     assert_eq!(conn.call_ok("guest-ping", None), "{}");
@@ -518,6 +536,10 @@ fn linux_guest_e2e_qemu_ga() {
     println!(
         "qemu-ga: (b) stale reply delivered to the next client: {stale}; it received {}",
         show(&b).trim_end()
+    );
+    println!(
+        "qemu-ga: (c) {CYCLES} host close/reopen cycles in {cycles:.2?} (of which {gaps:.2?} host \
+         away on purpose), slowest {slowest:.2?}"
     );
     println!(
         "qemu-ga: host away {:.2} s: cpu {:.3} ms, {} ticks, {} wake-ups; first answer after it {back:.2?}",
