@@ -491,16 +491,22 @@ fn base64(data: &[u8]) -> String {
 
 /// Send one request line, read one reply line, return it parsed.
 fn call(stream: &mut UnixStream, request: &str) -> serde_json::Value {
+    serde_json::from_slice(&call_raw(stream, request)).expect("JSON reply")
+}
+
+/// Send a request and read its reply line, unparsed (so that a transfer's
+/// timing is the agent's and the socket's, not the client's JSON parser's).
+fn call_raw(stream: &mut UnixStream, request: &str) -> Vec<u8> {
     stream.write_all(request.as_bytes()).unwrap();
     stream.write_all(b"\n").unwrap();
-    let mut reply = Vec::new();
+    let mut reply = Vec::with_capacity(1 << 20);
     let mut buf = vec![0u8; 1 << 20];
     while !reply.ends_with(b"\n") {
         let n = stream.read(&mut buf).unwrap();
         assert!(n > 0, "server closed");
         reply.extend_from_slice(&buf[..n]);
     }
-    serde_json::from_slice(&reply).expect("JSON reply")
+    reply
 }
 
 /// guest-file-read of 48 MiB and guest-file-write of 16 MiB in 2 MiB
@@ -527,9 +533,14 @@ fn file_transfers(server: &Server) -> (f64, f64) {
     };
     let handle = open(&mut stream, &source, "r");
     let t = Instant::now();
-    let reply = call(&mut stream, &format!("{{\"execute\":\"guest-file-read\",\"arguments\":{{\"handle\":{handle},\"count\":{READ}}}}}"));
+    let raw = call_raw(&mut stream, &format!("{{\"execute\":\"guest-file-read\",\"arguments\":{{\"handle\":{handle},\"count\":{READ}}}}}"));
     let read_s = t.elapsed().as_secs_f64();
+    let reply: serde_json::Value = serde_json::from_slice(&raw).expect("JSON reply");
     assert_eq!(reply["return"]["count"].as_u64(), Some(READ as u64));
+    assert!(
+        reply["return"]["buf-b64"].as_str() == Some(base64(&data).as_str()),
+        "read data differ"
+    );
     call(
         &mut stream,
         &format!("{{\"execute\":\"guest-file-close\",\"arguments\":{{\"handle\":{handle}}}}}"),
