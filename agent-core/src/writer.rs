@@ -527,10 +527,41 @@ fn escape_str_body<W: Write + ?Sized>(out: &mut W, s: &str) -> Result<(), W::Err
 
 /// Body bytes that should be ASCII: safe runs as they are, others escaped
 /// one by one (as Latin-1, never producing invalid output).
+/// Whether all eight bytes of `word` can be written as they are (SWAR:
+/// no byte below 0x20 or above 0x7E, none `"` or `\\`).
+const fn word_is_safe(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const fn has_zero(w: u64) -> bool {
+        w.wrapping_sub(ONES) & !w & HIGHS != 0
+    }
+    // Any byte < 0x20 (exact for bytes < 0x80, which the next test covers).
+    let below_space = word.wrapping_sub(ONES.wrapping_mul(0x20)) & !word & HIGHS != 0;
+    !(below_space
+        || word & HIGHS != 0
+        || has_zero(word ^ ONES.wrapping_mul(0x7F))
+        || has_zero(word ^ ONES.wrapping_mul(b'"' as u64))
+        || has_zero(word ^ ONES.wrapping_mul(b'\\' as u64)))
+}
+
+/// How many bytes at the start of `bytes` can be written as they are:
+/// eight at a time, then one at a time.
+fn safe_prefix(bytes: &[u8]) -> usize {
+    let words = bytes
+        .chunks_exact(8)
+        .take_while(|chunk| {
+            <[u8; 8]>::try_from(*chunk).is_ok_and(|w| word_is_safe(u64::from_le_bytes(w)))
+        })
+        .count();
+    let start = words.saturating_mul(8);
+    let tail = bytes.get(start..).unwrap_or_default();
+    start.saturating_add(tail.iter().take_while(|&&b| is_safe(b)).count())
+}
+
 fn escape_body_bytes<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> Result<(), W::Error> {
     let mut rest = bytes;
     while !rest.is_empty() {
-        let safe = rest.iter().take_while(|&&b| is_safe(b)).count();
+        let safe = safe_prefix(rest);
         let (run, tail) = rest.split_at(safe);
         if !run.is_empty() {
             out.write_all(run)?;
@@ -641,6 +672,39 @@ mod tests {
             (1e300, "1.0000000000000001e+300"),
         ] {
             assert_eq!(g(v), s, "{v:e}");
+        }
+    }
+
+    #[test]
+    fn word_check_agrees_with_byte_check() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Mostly safe bytes, with an unsafe one now and then.
+            let mut bytes = [0u8; 8];
+            for (i, b) in bytes.iter_mut().enumerate() {
+                let r = (x >> (i * 8)) as u8;
+                *b = if r.is_multiple_of(16) {
+                    r / 2
+                } else {
+                    0x20 + r % 0x5F
+                };
+            }
+            let expected = bytes.iter().all(|&b| is_safe(b));
+            assert_eq!(
+                word_is_safe(u64::from_le_bytes(bytes)),
+                expected,
+                "{bytes:?}"
+            );
+        }
+        for b in 0..=255u8 {
+            assert_eq!(word_is_safe(u64::from_le_bytes([b; 8])), is_safe(b), "{b}");
+            let mut one = *b"abcdefgh";
+            one[5] = b;
+            assert_eq!(word_is_safe(u64::from_le_bytes(one)), is_safe(b), "{b}");
+            assert_eq!(safe_prefix(&one), if is_safe(b) { 8 } else { 5 });
         }
     }
 

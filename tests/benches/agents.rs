@@ -499,7 +499,9 @@ fn call(stream: &mut UnixStream, request: &str) -> serde_json::Value {
 fn call_raw(stream: &mut UnixStream, request: &str) -> Vec<u8> {
     stream.write_all(request.as_bytes()).unwrap();
     stream.write_all(b"\n").unwrap();
-    let mut reply = Vec::with_capacity(1 << 20);
+    // Room for the largest reply (48 MiB of file as base64), so that the
+    // client does not spend the transfer reallocating.
+    let mut reply = Vec::with_capacity(66 << 20);
     let mut buf = vec![0u8; 1 << 20];
     while !reply.ends_with(b"\n") {
         let n = stream.read(&mut buf).unwrap();
