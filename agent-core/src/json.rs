@@ -244,8 +244,18 @@ impl<'a> Value<'a> {
         Members { tokens }
     }
 
+    /// The keys of an object's members, each with the offset in the
+    /// object's text where its member starts (for [`Value::member_at`]).
+    pub(crate) fn keys_with_offsets(&self) -> impl Iterator<Item = (usize, JsonStr<'a>)> {
+        let mut members = self.members();
+        core::iter::from_fn(move || {
+            let offset = members.offset();
+            members.next().map(|(key, _)| (offset, key))
+        })
+    }
+
     /// The member of an object that starts at `offset` of its text, as
-    /// [`Members`] reported it.
+    /// [`Value::keys_with_offsets`] reported it.
     pub(crate) fn member_at(&self, offset: usize) -> Option<(JsonStr<'a>, Value<'a>)> {
         let mut tokens = Tokens::new(self.text);
         tokens.pos = offset.min(self.text.len());

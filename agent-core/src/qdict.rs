@@ -79,12 +79,7 @@ pub fn for_each_member<'a, E>(
         offset: 0,
     }; SMALL];
     let mut count = 0u8;
-    let mut members = object.members();
-    loop {
-        let offset = members.offset();
-        let Some((key, _)) = members.next() else {
-            break;
-        };
+    for (offset, key) in object.keys_with_offsets() {
         let (Some(slot), Ok(offset)) = (slots.get_mut(usize::from(count)), u32::try_from(offset))
         else {
             // One copy of the large-object walk serves every caller: it
@@ -149,12 +144,7 @@ fn for_each_member_large<'a>(
             // Offsets of this bucket's members, in insertion order.
             let mut stacked = [0u32; STACKED];
             let mut count = 0usize;
-            let mut members = object.members();
-            loop {
-                let offset = members.offset();
-                let Some((key, _)) = members.next() else {
-                    break;
-                };
+            for (offset, key) in object.keys_with_offsets() {
                 if bucket_of(&key) != b {
                     continue;
                 }
