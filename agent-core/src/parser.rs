@@ -205,13 +205,16 @@ fn check_structure(input: &[u8]) -> Result<(), Located<'_>> {
     loop {
         match expect {
             Expect::Value | Expect::Key { .. } | Expect::FirstElement => {
-                let peek = tokens.peek();
-                let Some(token) = peek else {
-                    return Err(fail(ParseError::PrematureEnd, None, &tokens));
+                // Each token is lexed once: taken here, whatever it is.
+                let before = tokens.position();
+                let Some(token) = tokens.next() else {
+                    return Err(Located {
+                        error: ParseError::PrematureEnd,
+                        at: before,
+                    });
                 };
                 if let Expect::Key { first: true } = expect {
                     if token.kind == TokenKind::RightBrace {
-                        tokens.next();
                         stack.pop();
                         expect = after_value(&mut stack, None, &tokens)?;
                         if stack.depth == 0 && expect == Expect::SeparatorOrClose {
@@ -221,7 +224,6 @@ fn check_structure(input: &[u8]) -> Result<(), Located<'_>> {
                     }
                 }
                 if expect == Expect::FirstElement && token.kind == TokenKind::RightBracket {
-                    tokens.next();
                     stack.pop();
                     expect = after_value(&mut stack, None, &tokens)?;
                     if stack.depth == 0 && expect == Expect::SeparatorOrClose {
@@ -234,7 +236,6 @@ fn check_structure(input: &[u8]) -> Result<(), Located<'_>> {
                 }
                 match token.kind {
                     TokenKind::LeftBrace | TokenKind::LeftBracket => {
-                        tokens.next();
                         let object = token.kind == TokenKind::LeftBrace;
                         if !stack.push(object) {
                             return Err(fail(ParseError::ExpectingValue, Some(token), &tokens));
@@ -247,17 +248,13 @@ fn check_structure(input: &[u8]) -> Result<(), Located<'_>> {
                         continue;
                     }
                     TokenKind::String => {
-                        tokens.next();
                         check_string(token.text).map_err(|error| Located {
                             error,
                             at: token.offset,
                         })?;
                     }
-                    TokenKind::Integer | TokenKind::Float => {
-                        tokens.next();
-                    }
+                    TokenKind::Integer | TokenKind::Float => {}
                     TokenKind::Keyword => {
-                        tokens.next();
                         if !matches!(token.text, b"true" | b"false" | b"null") {
                             return Err(fail(
                                 ParseError::InvalidKeyword(token.text),
