@@ -373,7 +373,7 @@ impl<const N: usize> fmt::Write for Buf<N> {
     }
 }
 
-/// Upper-case hexadecimal digits, as QEMU's `\\uXXXX` escapes use them.
+/// Upper-case hexadecimal digits, as QEMU's `\uXXXX` escapes use them.
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// `v / 10` and `v % 10` with 32-bit divisions only, 16 bits at a time:
@@ -528,7 +528,7 @@ fn escape_str_body<W: Write + ?Sized>(out: &mut W, s: &str) -> Result<(), W::Err
 /// Body bytes that should be ASCII: safe runs as they are, others escaped
 /// one by one (as Latin-1, never producing invalid output).
 /// Whether all eight bytes of `word` can be written as they are (SWAR:
-/// no byte below 0x20 or above 0x7E, none `"` or `\\`).
+/// no byte below 0x20 or above 0x7E, none `"` or `\`).
 const fn word_is_safe(word: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
