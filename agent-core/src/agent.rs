@@ -72,6 +72,9 @@ impl<'p, B: AsRef<[u8]> + AsMut<[u8]>, C: Commands> Agent<'p, B, C> {
     /// host side of a virtio port closing).
     pub fn reset(&mut self) {
         self.framer.reset();
+        if let Some(spill) = self.commands.spill() {
+            spill.discard();
+        }
     }
 
     /// Whether no partial request is pending.
@@ -99,11 +102,21 @@ impl<'p, B: AsRef<[u8]> + AsMut<[u8]>, C: Commands> Agent<'p, B, C> {
         } = self;
         let mut used = 0usize;
         while let Some(rest) = input.get(used..).filter(|r| !r.is_empty()) {
-            let (n, frame) = framer.push(rest);
+            let (n, frame) = framer.push_spilling(rest, commands.spill());
             used = used.saturating_add(n);
             match frame {
                 Some(Frame::Value(bytes)) => {
                     dispatch::dispatch(bytes, commands, policy, Info { version }, out)?;
+                    out.flush()?;
+                }
+                Some(Frame::Spilled { value, at }) => {
+                    let info = Info { version };
+                    let result =
+                        dispatch::dispatch_spilled(value, Some(at), commands, policy, info, out);
+                    if let Some(spill) = commands.spill() {
+                        spill.discard();
+                    }
+                    result?;
                     out.flush()?;
                 }
                 Some(Frame::Error(error)) => {

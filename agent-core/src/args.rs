@@ -51,6 +51,10 @@ pub enum CommandError<'a> {
     /// The arguments did not deserialize into the handler's type
     /// ([`Args::deserialize`]): "Invalid arguments: <reason>".
     InvalidArguments(serde_json_core::de::Error),
+    /// A string argument was streamed out of the request (a
+    /// [`Spill`](crate::spill::Spill) took it) and the command read it
+    /// with [`Args::str`], not [`Args::large_str`].
+    Spilled(&'static str),
 }
 
 impl CommandError<'_> {
@@ -87,6 +91,10 @@ impl fmt::Display for CommandError<'_> {
                 f.write_str("'")
             }
             CommandError::InvalidArguments(e) => write!(f, "Invalid arguments: {e}"),
+            CommandError::Spilled(name) => write!(
+                f,
+                "Parameter '{name}' is too long for this command's request buffer"
+            ),
         }
     }
 }
@@ -96,6 +104,19 @@ impl fmt::Display for CommandError<'_> {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Args<'a> {
     object: Option<Value<'a>>,
+    /// The placeholder of a spilled string (a suffix of the frame that
+    /// starts with its token).
+    spilled: Option<&'a [u8]>,
+}
+
+/// A string argument that may have been streamed out of the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LargeStr<'a> {
+    /// The string is in the request buffer.
+    Inline(JsonStr<'a>),
+    /// The command table's [`Spill`](crate::spill::Spill) holds its content.
+    Spilled,
 }
 
 impl<'a> Args<'a> {
@@ -103,7 +124,30 @@ impl<'a> Args<'a> {
     pub fn new(object: Option<Value<'a>>) -> Self {
         Args {
             object: object.filter(|v| v.kind() == ValueKind::Object),
+            spilled: None,
         }
+    }
+
+    /// Mark the string value whose token starts `placeholder` (a suffix of
+    /// the request's bytes) as spilled.
+    pub fn with_spilled(mut self, placeholder: &'a [u8]) -> Self {
+        self.spilled = Some(placeholder);
+        self
+    }
+
+    /// Whether `value` is the placeholder of a spilled string.
+    fn is_spilled(&self, value: &Value<'a>) -> bool {
+        self.spilled
+            .is_some_and(|p| core::ptr::eq(p.as_ptr(), value.text().as_ptr()))
+    }
+
+    /// A required `str` that may have been spilled.
+    pub fn large_str(&self, name: &'static str) -> Result<LargeStr<'a>, CommandError<'a>> {
+        let value = self.required(name)?;
+        if self.is_spilled(&value) {
+            return Ok(LargeStr::Spilled);
+        }
+        Self::typed(value, name, "string", Value::as_str).map(LargeStr::Inline)
     }
 
     /// The raw `arguments` object, if present.
@@ -143,14 +187,23 @@ impl<'a> Args<'a> {
 
     /// A required `str`.
     pub fn str(&self, name: &'static str) -> Result<JsonStr<'a>, CommandError<'a>> {
-        Self::typed(self.required(name)?, name, "string", Value::as_str)
+        self.string(self.required(name)?, name)
     }
 
     /// An optional `str`.
     pub fn opt_str(&self, name: &'static str) -> Result<Option<JsonStr<'a>>, CommandError<'a>> {
-        self.get(name)
-            .map(|v| Self::typed(v, name, "string", Value::as_str))
-            .transpose()
+        self.get(name).map(|v| self.string(v, name)).transpose()
+    }
+
+    fn string(
+        &self,
+        value: Value<'a>,
+        name: &'static str,
+    ) -> Result<JsonStr<'a>, CommandError<'a>> {
+        if self.is_spilled(&value) {
+            return Err(CommandError::Spilled(name));
+        }
+        Self::typed(value, name, "string", Value::as_str)
     }
 
     /// A required `bool`.

@@ -265,7 +265,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Client<B> {
                     let (n, frame) = self.framer.push(window);
                     used = used.saturating_add(n);
                     let matched = match frame {
-                        Some(Frame::Value(bytes)) => Some(is_sync_reply(bytes, self.id)),
+                        Some(Frame::Value(bytes) | Frame::Spilled { value: bytes, .. }) => {
+                            Some(is_sync_reply(bytes, self.id))
+                        }
                         Some(Frame::Error(_)) => Some(false),
                         None => None,
                     };
@@ -286,13 +288,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Client<B> {
                     let event = match frame {
                         None => return (used, None),
                         Some(Frame::Error(e)) => Event::Invalid(ClientError::Frame(e)),
-                        Some(Frame::Value(bytes)) => match parser::validate(bytes) {
-                            Err(e) => Event::Invalid(ClientError::Parse(e)),
-                            Ok(()) => match Value::parse(bytes).and_then(Response::from_value) {
-                                Some(response) => Event::Response(response),
-                                None => Event::Invalid(ClientError::NotAResponse),
-                            },
-                        },
+                        Some(Frame::Value(bytes) | Frame::Spilled { value: bytes, .. }) => {
+                            match parser::validate(bytes) {
+                                Err(e) => Event::Invalid(ClientError::Parse(e)),
+                                Ok(()) => {
+                                    match Value::parse(bytes).and_then(Response::from_value) {
+                                        Some(response) => Event::Response(response),
+                                        None => Event::Invalid(ClientError::NotAResponse),
+                                    }
+                                }
+                            }
+                        }
                     };
                     return (used, Some(event));
                 }

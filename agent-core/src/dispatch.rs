@@ -51,6 +51,7 @@ use crate::envelope::Request;
 use crate::json::{JsonStr, Value};
 use crate::parser;
 use crate::response::{write_error, ErrorClass, Replied, Reply};
+use crate::spill::Spill;
 
 /// A command's entry in a table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +101,12 @@ pub trait Commands {
         false
     }
 
+    /// Where long string arguments go instead of the request buffer (see
+    /// [`spill`](crate::spill)); `None`, the default, keeps them in it.
+    fn spill(&mut self) -> Option<&mut dyn Spill> {
+        None
+    }
+
     /// Run command `name` (one of [`list`](Self::list)'s, and enabled) and
     /// answer through `reply`. Errors in the return value are the sink's:
     /// command failures are sent with [`Reply::error`].
@@ -118,6 +125,14 @@ impl<A: Commands, B: Commands> Commands for (A, B) {
 
     fn is_frozen(&self) -> bool {
         self.0.is_frozen() || self.1.is_frozen()
+    }
+
+    fn spill(&mut self) -> Option<&mut dyn Spill> {
+        if self.0.spill().is_some() {
+            self.0.spill()
+        } else {
+            self.1.spill()
+        }
     }
 
     fn call<W: Write + ?Sized>(
@@ -240,6 +255,20 @@ pub fn dispatch<C: Commands, W: Write + ?Sized>(
     info: Info<'_>,
     out: &mut W,
 ) -> Result<(), W::Error> {
+    dispatch_spilled(frame, None, commands, policy, info, out)
+}
+
+/// [`dispatch`] a [`Frame::Spilled`](crate::framer::Frame::Spilled) value
+/// whose placeholder string starts at `spilled` (if any): the command sees
+/// that argument as [`LargeStr::Spilled`](crate::args::LargeStr::Spilled).
+pub fn dispatch_spilled<C: Commands, W: Write + ?Sized>(
+    frame: &[u8],
+    spilled: Option<usize>,
+    commands: &mut C,
+    policy: &Policy<'_>,
+    info: Info<'_>,
+    out: &mut W,
+) -> Result<(), W::Error> {
     if let Err(error) = parser::validate(frame) {
         log_protocol_error("parse", &error);
         return write_error(out, None, ErrorClass::GenericError, &error);
@@ -288,7 +317,10 @@ pub fn dispatch<C: Commands, W: Write + ?Sized>(
             &error,
         );
     }
-    let args = Args::new(request.arguments);
+    let mut args = Args::new(request.arguments);
+    if let Some(placeholder) = spilled.and_then(|at| frame.get(at..)) {
+        args = args.with_spilled(placeholder);
+    }
     let reply = Reply::new(out, request.id, entry.success_response);
     let _: Replied = if name == "guest-info" {
         guest_info(commands, policy, info, args, reply)?

@@ -22,7 +22,9 @@
 
 use core::fmt;
 
+use crate::json::JsonStr;
 use crate::lexer::{Lexeme, Lexer, TokenKind, MAX_TOKEN_BYTES};
+use crate::spill::{Spill, StringStream};
 use crate::unicode::ModUtf8Chars;
 
 /// QEMU's `MAX_TOKEN_COUNT`: the most tokens in one message.
@@ -37,6 +39,15 @@ pub enum Frame<'b> {
     /// The bytes of one complete top-level value (lexically valid; the
     /// parser still has to check its grammar).
     Value(&'b [u8]),
+    /// A complete value one of whose `arguments` strings went to the
+    /// [`Spill`] ([`Framer::push_spilling`]); `at` is the offset of the
+    /// placeholder string token that stands for it.
+    Spilled {
+        /// The value's bytes, placeholder included.
+        value: &'b [u8],
+        /// Where the placeholder token starts in `value`.
+        at: usize,
+    },
     /// A lexical error or an exceeded limit; the message was dropped.
     Error(FrameError<'b>),
 }
@@ -119,8 +130,13 @@ pub struct Framer<B> {
     buf: B,
     /// Bytes of the current message stored in `buf`.
     len: usize,
-    /// Bytes of the current message seen (stored or not).
+    /// Bytes of the current message seen (stored, spilled or dropped).
     size: usize,
+    /// Some of the message did not fit in `buf`.
+    overflowed: bool,
+    /// Message bytes before the end of `buf` that are not in it (a
+    /// spilled string, less its placeholder).
+    removed: usize,
     /// Offset in the message where the unfinished token began.
     token_start: usize,
     /// Bytes of the unfinished token seen so far.
@@ -131,6 +147,36 @@ pub struct Framer<B> {
     token_bytes: usize,
     /// The previous `push` returned a frame that borrowed `buf`.
     emitted: bool,
+    /// Where the message stands relative to its `arguments` members.
+    path: Path,
+    /// The spilled string of this message, if any.
+    spill: SpillState,
+}
+
+/// Just enough of a message's structure to know when a string is the value
+/// of a member of the top-level `arguments` object.
+#[derive(Clone, Copy, Debug, Default)]
+struct Path {
+    /// The last string token, as (start, length) in the message.
+    last_string: Option<(usize, usize)>,
+    /// `"arguments":` was just seen at the top level.
+    arguments_next: bool,
+    /// The object open at depth 2 is the value of `arguments`.
+    in_arguments: bool,
+    /// The key of the `arguments` member whose value is the next token.
+    key: Option<(usize, usize)>,
+}
+
+/// What happened to this message's long string, if it had one.
+#[derive(Clone, Debug, Default)]
+enum SpillState {
+    /// Nothing spilled.
+    #[default]
+    None,
+    /// The string starting at `at` is going to the spill.
+    Streaming { at: usize, stream: StringStream },
+    /// The string was taken whole; its placeholder starts at `at`.
+    Taken { at: usize },
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
@@ -149,6 +195,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             tokens: 0,
             token_bytes: 0,
             emitted: false,
+            overflowed: false,
+            removed: 0,
+            path: Path {
+                last_string: None,
+                arguments_next: false,
+                in_arguments: false,
+                key: None,
+            },
+            spill: SpillState::None,
         }
     }
 
@@ -158,7 +213,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     }
 
     /// Drop any partial message and unfinished token, and leave error
-    /// recovery: the next byte is lexed from the start state.
+    /// recovery: the next byte is lexed from the start state. A string
+    /// being spilled is abandoned; tell the [`Spill`] to discard it.
     pub fn reset(&mut self) {
         self.lexer.reset();
         self.clear_message();
@@ -174,6 +230,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// Returns the bytes consumed and the frame, if one completed; feed the
     /// rest of the input in the next call.
     pub fn push(&mut self, input: &[u8]) -> (usize, Option<Frame<'_>>) {
+        self.push_spilling(input, None)
+    }
+
+    /// [`push`](Self::push), offering long string values of `arguments`
+    /// members to `spill` (see [`spill`](crate::spill)). A message whose
+    /// string was taken completes as [`Frame::Spilled`]; if it fails
+    /// instead, `spill` has been told to discard the string.
+    pub fn push_spilling(
+        &mut self,
+        input: &[u8],
+        mut spill: Option<&mut dyn Spill>,
+    ) -> (usize, Option<Frame<'_>>) {
         if self.emitted {
             self.clear_message();
         }
@@ -191,16 +259,32 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         self.store(bytes);
                     }
                 }
-                Lexeme::Partial => self.store_token_bytes(bytes),
+                Lexeme::Partial => match spill.as_deref_mut() {
+                    Some(spill) => self.partial_spilling(bytes, spill),
+                    None => self.store_token_bytes(bytes),
+                },
                 Lexeme::Token(kind) => {
-                    self.store_token_bytes(bytes);
+                    match spill.as_deref_mut() {
+                        Some(spill) => self.end_spilling(bytes, kind, spill),
+                        None => self.store_token_bytes(bytes),
+                    }
                     if let Some(frame) = self.on_token(kind) {
                         self.emitted = true;
+                        if !matches!(frame, Pending::Value) {
+                            self.abandon_spill(spill);
+                        }
                         return (pos, Some(self.frame(frame)));
                     }
                 }
                 Lexeme::Error => {
-                    self.store_token_bytes(bytes);
+                    if matches!(self.spill, SpillState::Streaming { .. }) {
+                        // The error's text is the stored head, elided.
+                        self.count_token_bytes(bytes.len());
+                        self.overflowed = true;
+                    } else {
+                        self.store_token_bytes(bytes);
+                    }
+                    self.abandon_spill(spill);
                     self.emitted = true;
                     return (
                         pos,
@@ -208,6 +292,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     );
                 }
                 Lexeme::Oversized => {
+                    self.abandon_spill(spill);
                     self.emitted = true;
                     return (
                         pos,
@@ -222,6 +307,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     fn clear_message(&mut self) {
         self.len = 0;
         self.size = 0;
+        self.overflowed = false;
+        self.removed = 0;
+        self.path = Path::default();
+        self.spill = SpillState::None;
         self.token_start = 0;
         self.token_len = 0;
         self.braces = 0;
@@ -233,7 +322,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 
     fn store_token_bytes(&mut self, bytes: &[u8]) {
         if self.token_len == 0 {
-            self.token_start = self.size;
+            // Where the token starts in the buffer (if it fits).
+            self.token_start = self.size.saturating_sub(self.removed);
         }
         self.token_len = self.token_len.saturating_add(bytes.len());
         self.store(bytes);
@@ -241,14 +331,150 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 
     fn store(&mut self, bytes: &[u8]) {
         self.size = self.size.saturating_add(bytes.len());
+        self.put(bytes);
+    }
+
+    /// Append to the buffer without counting the bytes as message bytes.
+    fn put(&mut self, bytes: &[u8]) {
         let buf = self.buf.as_mut();
-        let Some(room) = buf.get_mut(self.len..) else {
-            return;
-        };
+        let room = buf.get_mut(self.len..).unwrap_or_default();
         let n = bytes.len().min(room.len());
         if let (Some(dst), Some(src)) = (room.get_mut(..n), bytes.get(..n)) {
             dst.copy_from_slice(src);
             self.len = self.len.saturating_add(n);
+        }
+        if n < bytes.len() {
+            self.overflowed = true;
+        }
+    }
+
+    /// Part of a token, with a spill at hand: a long enough string value
+    /// of an `arguments` member goes to it instead of the buffer. The
+    /// first `threshold` bytes stay, for the text of a lexical error.
+    fn partial_spilling(&mut self, bytes: &[u8], spill: &mut dyn Spill) {
+        if let SpillState::Streaming { stream, .. } = &mut self.spill {
+            stream.feed(bytes, false, spill);
+            self.count_token_bytes(bytes.len());
+            return;
+        }
+        let limit = spill.threshold().max(1);
+        let candidate = self.path.key.is_some()
+            && matches!(self.spill, SpillState::None)
+            && !self.overflowed
+            && self.token_len.saturating_add(bytes.len()) > limit;
+        if !candidate {
+            self.store_token_bytes(bytes);
+            return;
+        }
+        let (head, rest) = bytes.split_at(limit.saturating_sub(self.token_len).min(bytes.len()));
+        self.store_token_bytes(head);
+        if self.overflowed || !self.begin_spill(spill) {
+            self.store_token_bytes(rest);
+            return;
+        }
+        if let SpillState::Streaming { stream, .. } = &mut self.spill {
+            stream.feed(rest, false, spill);
+        }
+        self.count_token_bytes(rest.len());
+    }
+
+    /// Offer the string token in the buffer to `spill`; if taken, stream
+    /// what is stored of it.
+    fn begin_spill(&mut self, spill: &mut dyn Spill) -> bool {
+        let Some((key_at, key_len)) = self.path.key else {
+            return false;
+        };
+        let buf = self.buf.as_ref();
+        let start = self.token_start;
+        let Some(&(b'"' | b'\'')) = buf.get(start) else {
+            return false;
+        };
+        let key = buf
+            .get(key_at..key_at.saturating_add(key_len))
+            .unwrap_or_default();
+        if !spill.begin(JsonStr::from_token(key)) {
+            return false;
+        }
+        let mut stream = StringStream::new();
+        let body = buf
+            .get(start.saturating_add(1)..self.len)
+            .unwrap_or_default();
+        stream.feed(body, false, spill);
+        self.spill = SpillState::Streaming { at: start, stream };
+        true
+    }
+
+    /// Bytes of a token that are not stored.
+    fn count_token_bytes(&mut self, n: usize) {
+        self.size = self.size.saturating_add(n);
+        self.token_len = self.token_len.saturating_add(n);
+    }
+
+    /// The end of a token, with a spill at hand.
+    fn end_spilling(&mut self, bytes: &[u8], kind: TokenKind, spill: &mut dyn Spill) {
+        let SpillState::Streaming { at, stream } = &mut self.spill else {
+            self.store_token_bytes(bytes);
+            return;
+        };
+        let at = *at;
+        // The last byte is the closing quote.
+        let (quote, body) = bytes.split_last().unwrap_or((&b'"', bytes));
+        stream.feed(body, true, spill);
+        self.size = self.size.saturating_add(bytes.len());
+        self.token_len = self.token_len.saturating_add(bytes.len());
+        // The placeholder replaces the string's stored head.
+        self.len = at.saturating_add(1);
+        let mut placeholder = [0u8; 16];
+        let text = stream.placeholder();
+        let n = text.len().min(placeholder.len().saturating_sub(1));
+        if let (Some(dst), Some(src)) = (placeholder.get_mut(..n), text.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        if let Some(q) = placeholder.get_mut(n) {
+            *q = *quote;
+        }
+        let failed = stream.failed();
+        self.put(placeholder.get(..n.saturating_add(1)).unwrap_or_default());
+        self.removed = self.size.saturating_sub(self.len);
+        self.spill = if failed || kind != TokenKind::String {
+            // The parser will reject the placeholder as it would have
+            // rejected the string; nothing staged is of use.
+            spill.discard();
+            SpillState::None
+        } else {
+            SpillState::Taken { at }
+        };
+    }
+
+    /// The message failed: whatever was spilled for it is of no use.
+    fn abandon_spill(&mut self, spill: Option<&mut dyn Spill>) {
+        if !matches!(self.spill, SpillState::None) {
+            if let Some(spill) = spill {
+                spill.discard();
+            }
+            self.spill = SpillState::None;
+        }
+    }
+
+    /// Track where `arguments` members stand, one complete token at a time.
+    fn follow_path(&mut self, kind: TokenKind, token_len: usize) {
+        let path = &mut self.path;
+        let top = self.braces == 1 && self.brackets == 0;
+        let second = self.braces == 2 && self.brackets == 0;
+        let arguments_next = core::mem::take(&mut path.arguments_next);
+        let last_string = path.last_string.take();
+        path.key = None;
+        match kind {
+            TokenKind::String => path.last_string = Some((self.token_start, token_len)),
+            TokenKind::Colon if top => {
+                let key = last_string
+                    .and_then(|(at, len)| self.buf.as_ref().get(at..at.saturating_add(len)));
+                path.arguments_next = matches!(key, Some(b"\"arguments\"" | b"'arguments'"));
+            }
+            TokenKind::Colon if second && path.in_arguments => path.key = last_string,
+            TokenKind::LeftBrace if second => path.in_arguments = arguments_next,
+            TokenKind::RightBrace if self.braces < 2 => path.in_arguments = false,
+            _ => {}
         }
     }
 
@@ -273,6 +499,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
         self.tokens = self.tokens.saturating_add(1);
         self.token_bytes = self.token_bytes.saturating_add(token_len);
+        self.follow_path(kind, token_len);
         let open = self.braces > 0 || self.brackets > 0;
         if open && self.braces >= 0 && self.brackets >= 0 {
             return None;
@@ -282,9 +509,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 
     fn frame(&self, pending: Pending) -> Frame<'_> {
         let stored = self.buf.as_ref().get(..self.len).unwrap_or_default();
-        let complete = self.len == self.size;
+        let complete = !self.overflowed;
         match pending {
-            Pending::Value if complete => Frame::Value(stored),
+            Pending::Value if complete => match self.spill {
+                SpillState::Taken { at } => Frame::Spilled { value: stored, at },
+                _ => Frame::Value(stored),
+            },
             Pending::Value => Frame::Error(FrameError::TooLarge {
                 size: self.size,
                 capacity: self.capacity(),
@@ -329,7 +559,9 @@ mod tests {
         while !rest.is_empty() {
             let (n, frame) = framer.push(rest);
             match frame {
-                Some(Frame::Value(v)) => out.push(String::from_utf8_lossy(v).into_owned()),
+                Some(Frame::Value(v) | Frame::Spilled { value: v, .. }) => {
+                    out.push(String::from_utf8_lossy(v).into_owned())
+                }
                 Some(Frame::Error(e)) => out.push(std::format!("error: {e}")),
                 None => {}
             }

@@ -438,6 +438,55 @@ impl<'a> JsonStr<'a> {
     }
 }
 
+/// One escape sequence as QEMU's `parse_string` reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Escape {
+    /// A valid escape: the character and the escape's length in bytes.
+    Char(char, usize),
+    /// `\uXXXX` (or a surrogate pair of them, `len` bytes in all) that is
+    /// not a valid character.
+    InvalidCodepoint(usize),
+    /// A backslash followed by something else.
+    Invalid,
+}
+
+/// The escape at the front of `rest`, which starts with a backslash. A
+/// `\u` lead surrogate pairs with a `\u` trail surrogate right after it.
+pub(crate) fn escape_at(rest: &[u8]) -> Escape {
+    let simple = match rest.get(1) {
+        Some(b'b') => '\u{8}',
+        Some(b'f') => '\u{c}',
+        Some(b'n') => '\n',
+        Some(b'r') => '\r',
+        Some(b't') => '\t',
+        Some(&b @ (b'"' | b'\'' | b'\\' | b'/')) => char::from(b),
+        Some(b'u') => {
+            let mut len = 6usize;
+            let mut cp = rest.get(2..).and_then(hex4);
+            if let Some(lead @ 0xD800..=0xDBFF) = cp {
+                if rest.get(6..8) == Some(b"\\u") {
+                    cp = match rest.get(8..).and_then(hex4) {
+                        Some(trail @ 0xDC00..=0xDFFF) => {
+                            len = 12;
+                            Some(0x10000u32.wrapping_add((lead & 0x3FF) << 10) | (trail & 0x3FF))
+                        }
+                        _ => None,
+                    };
+                }
+            }
+            return match cp
+                .filter(|&cp| unicode::is_valid_codepoint(cp))
+                .and_then(char::from_u32)
+            {
+                Some(ch) => Escape::Char(ch, len),
+                None => Escape::InvalidCodepoint(len),
+            };
+        }
+        _ => return Escape::Invalid,
+    };
+    Escape::Char(simple, 2)
+}
+
 /// Characters of a [`JsonStr`], escapes decoded.
 #[derive(Clone, Debug)]
 pub struct StrChars<'a> {

@@ -51,6 +51,7 @@ pub mod lexer;
 pub mod parser;
 pub mod qdict;
 pub mod response;
+pub mod spill;
 pub mod unicode;
 pub mod writer;
 

@@ -17,7 +17,7 @@
 
 use core::fmt;
 
-use crate::json::{JsonStr, Token, Tokens, Value};
+use crate::json::{self, JsonStr, Token, Tokens, Value};
 use crate::lexer::TokenKind;
 use crate::unicode;
 
@@ -339,7 +339,7 @@ fn check_string(raw: &[u8]) -> Result<(), ParseError<'_>> {
     let body = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
     let mut pos = 0usize;
     while let Some(rest) = body.get(pos..).filter(|r| !r.is_empty()) {
-        let Some((&first, after)) = rest.split_first() else {
+        let Some(&first) = rest.first() else {
             break;
         };
         if first != b'\\' {
@@ -356,44 +356,17 @@ fn check_string(raw: &[u8]) -> Result<(), ParseError<'_>> {
             pos = pos.saturating_add(used.max(1));
             continue;
         }
-        match after.first() {
-            Some(b'"' | b'\'' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                pos = pos.saturating_add(2)
+        match json::escape_at(rest) {
+            json::Escape::Char(_, len) => pos = pos.saturating_add(len),
+            json::Escape::InvalidCodepoint(len) => {
+                // QEMU prints the escape's bytes (at most `len`), as far as
+                // the token goes (its text ends at the closing quote).
+                let shown = raw.get(pos.saturating_add(1)..).unwrap_or_default();
+                return Err(ParseError::InvalidCodepoint(
+                    shown.get(..len).unwrap_or(shown),
+                ));
             }
-            Some(b'u') => {
-                let hex = |at: usize| -> Option<u32> {
-                    let digits = rest.get(at..at.saturating_add(4))?;
-                    if !digits.iter().all(u8::is_ascii_hexdigit) {
-                        return None;
-                    }
-                    u32::from_str_radix(core::str::from_utf8(digits).ok()?, 16).ok()
-                };
-                let mut len = 6usize;
-                let mut cp = hex(2);
-                if let Some(lead @ 0xD800..=0xDBFF) = cp {
-                    if rest.get(6..8) == Some(b"\\u") {
-                        cp = match hex(8) {
-                            Some(trail @ 0xDC00..=0xDFFF) => {
-                                len = 12;
-                                Some(
-                                    0x10000u32.wrapping_add((lead & 0x3FF) << 10) | (trail & 0x3FF),
-                                )
-                            }
-                            _ => None,
-                        };
-                    }
-                }
-                if !cp.is_some_and(unicode::is_valid_codepoint) {
-                    // QEMU prints the escape's bytes (at most `len`), as far as
-                    // the token goes (its text ends at the closing quote).
-                    let shown = raw.get(pos.saturating_add(1)..).unwrap_or_default();
-                    return Err(ParseError::InvalidCodepoint(
-                        shown.get(..len).unwrap_or(shown),
-                    ));
-                }
-                pos = pos.saturating_add(len);
-            }
-            _ => return Err(ParseError::InvalidEscape),
+            json::Escape::Invalid => return Err(ParseError::InvalidEscape),
         }
     }
     Ok(())

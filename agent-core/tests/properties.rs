@@ -161,7 +161,7 @@ fn ours_accepts(text: &[u8]) -> Result<bool, ParseError<'static>> {
     while !rest.is_empty() {
         let (n, frame) = framer.push(rest);
         match frame {
-            Some(Frame::Value(v)) => values.push(v.to_vec()),
+            Some(Frame::Value(v) | Frame::Spilled { value: v, .. }) => values.push(v.to_vec()),
             Some(Frame::Error(_)) => errors += 1,
             None => {}
         }

@@ -4,6 +4,7 @@
 //! `-b help` prints them in the same order.
 
 use agent_core::args::Args;
+use agent_core::spill::Spill;
 use agent_core::{CommandInfo, Commands, CoreCommands, Replied, Reply};
 use embedded_io::Write;
 
@@ -56,6 +57,10 @@ impl Commands for AgentCommands {
 
     fn is_frozen(&self) -> bool {
         self.linux.is_frozen()
+    }
+
+    fn spill(&mut self) -> Option<&mut dyn Spill> {
+        self.linux.spill()
     }
 
     fn call<W: Write + ?Sized>(

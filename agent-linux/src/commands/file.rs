@@ -38,7 +38,7 @@ use std::io::{ErrorKind, Read, Write as _};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use agent_core::args::{Args, CommandError};
+use agent_core::args::{Args, CommandError, LargeStr};
 use agent_core::json::ValueKind;
 use agent_core::response::{ErrorClass, Replied, Reply};
 use base64::Engine as _;
@@ -48,6 +48,7 @@ use rustix::fs::{Mode, OFlags};
 use super::error::CmdResult;
 use super::out::member_order;
 use super::params::{os_string, text};
+use super::stage::{Base64Decoder, Stage, StageError};
 use super::{Error, Obj, Out};
 
 /// The first handle id (`QGA_PSTATE_DEFAULT_FD_COUNTER`).
@@ -58,6 +59,8 @@ pub const MAX_READ_COUNT: i64 = 48 << 20;
 pub const DEFAULT_READ_COUNT: i64 = 4096;
 /// Files open at once.
 pub const MAX_OPEN_HANDLES: usize = 256;
+/// Staged write data is copied to the file in pieces of this size.
+const COPY_CHUNK: usize = 256 << 10;
 /// Bytes read into memory before deciding how to answer a read.
 pub const PREFETCH: usize = 64 << 10;
 /// Bytes read and encoded per step of a streamed read (a multiple of 3,
@@ -162,6 +165,48 @@ pub struct Files {
     state_file: PathBuf,
     next: i64,
     open: HashMap<i64, File>,
+}
+
+/// Write `data` to `file`, qemu-ga's way but without blocking: returns the
+/// bytes that went in (`already` counts earlier pieces of the same write)
+/// and the error that stopped it, if any. A full pipe ends the write
+/// short once something went in (qemu-ga would fail).
+fn write_some<'a>(file: &mut File, data: &[u8], already: usize) -> (usize, Option<Error<'a>>) {
+    let mut written = 0usize;
+    while let Some(rest) = data.get(written..).filter(|r| !r.is_empty()) {
+        match file.write(rest) {
+            Ok(0) => break,
+            Ok(n) => written = written.saturating_add(n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock && written + already > 0 => break,
+            Err(e) => return (written, Some(Error::os("failed to write to file", &e))),
+        }
+    }
+    (written, None)
+}
+
+/// Copy the first `count` staged bytes into `file`, in pieces.
+fn copy_staged<'a>(mut staged: File, file: &mut File, count: usize) -> Result<usize, Error<'a>> {
+    let mut buf = vec![0u8; COPY_CHUNK.min(count)];
+    let mut done = 0usize;
+    while done < count {
+        let want = (count - done).min(buf.len());
+        let n = match staged.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::os("failed to read the staged data", &e)),
+        };
+        let (written, error) = write_some(file, &buf[..n], done);
+        done += written;
+        if let Some(e) = error {
+            return Err(e);
+        }
+        if written < n {
+            break;
+        }
+    }
+    Ok(done)
 }
 
 fn handle_not_found<'a>(handle: i64) -> Error<'a> {
@@ -285,47 +330,20 @@ impl Base64Stream {
     }
 }
 
-/// Decode base64 the way qemu-ga does (`qbase64_decode`): only `A-Z a-z
-/// 0-9 + / =` and newlines are allowed, then GLib's lenient decoder runs:
-/// newlines are skipped, `=` counts as a zero digit, every complete group
-/// of four gives three bytes less one for each `=` in its last two places,
-/// and an incomplete final group is dropped.
+/// Decode base64 the way qemu-ga does (`qbase64_decode`; the rules are
+/// [`Base64Decoder`]'s).
 pub fn decode_base64<'a>(input: &str) -> Result<Vec<u8>, Error<'a>> {
-    let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n');
-    if !input.bytes().all(valid) {
-        return Err(Error::msg("Base64 data contains invalid characters"));
-    }
-    let rank = |b: u8| -> u32 {
-        u32::from(match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => 0,
-        })
-    };
+    let mut decoder = Base64Decoder::new();
     let mut out = Vec::with_capacity(input.len() / 4 * 3);
-    let mut group = 0u32;
-    let mut n = 0;
-    let mut last = [0u8; 2];
-    for b in input.bytes().filter(|&b| b != b'\n') {
-        last = [last[1], b];
-        group = (group << 6) | rank(b);
-        n += 1;
-        if n == 4 {
-            out.push((group >> 16) as u8);
-            if last[0] != b'=' {
-                out.push((group >> 8) as u8);
-            }
-            if last[1] != b'=' {
-                out.push(group as u8);
-            }
-            n = 0;
-            group = 0;
-        }
+    decoder.push(input.as_bytes(), &mut out);
+    if !decoder.is_valid() {
+        return Err(invalid_base64());
     }
     Ok(out)
+}
+
+fn invalid_base64<'a>() -> Error<'a> {
+    Error::msg("Base64 data contains invalid characters")
 }
 
 impl Files {
@@ -429,31 +447,38 @@ impl Files {
     }
 
     /// `guest-file-write {handle, buf-b64, count?}` → `{count, eof}`.
-    pub fn write<'a>(&mut self, args: Args<'a>) -> CmdResult<'a> {
+    /// A large `buf-b64` comes decoded from `stage` (see [`super::stage`]).
+    pub fn write<'a>(&mut self, args: Args<'a>, stage: &mut Stage) -> CmdResult<'a> {
         let handle = args.int("handle")?;
-        let data = args.str("buf-b64")?;
+        let data = args.large_str("buf-b64")?;
         let count = args.opt_int("count")?;
         args.reject_unknown(&["handle", "buf-b64", "count"])?;
         let file = self.get(handle)?;
-        let data = decode_base64(&text(&data))?;
-        let count = match count {
-            None => data.len(),
+        let check_count = |len: usize| match count {
+            None => Ok(len),
             Some(c) => usize::try_from(c)
                 .ok()
-                .filter(|&c| c <= data.len())
-                .ok_or_else(|| Error::msg(format!("value '{c}' is invalid for argument count")))?,
+                .filter(|&c| c <= len)
+                .ok_or_else(|| Error::msg(format!("value '{c}' is invalid for argument count"))),
         };
-        let mut written = 0usize;
-        while let Some(rest) = data.get(written..count).filter(|r| !r.is_empty()) {
-            match file.write(rest) {
-                Ok(0) => break,
-                Ok(n) => written = written.saturating_add(n),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                // A full pipe: report what went in (qemu-ga fails).
-                Err(e) if e.kind() == ErrorKind::WouldBlock && written > 0 => break,
-                Err(e) => return Err(Error::os("failed to write to file", &e)),
+        let written = match data {
+            LargeStr::Inline(data) => {
+                let data = decode_base64(&text(&data))?;
+                let count = check_count(data.len())?;
+                let (written, error) = write_some(file, &data[..count], 0);
+                error.map_or(Ok(written), Err)?
             }
-        }
+            LargeStr::Spilled => {
+                let staged = stage.take().map_err(|e| match e {
+                    StageError::InvalidBase64 => invalid_base64(),
+                    StageError::Io(e) => Error::os("failed to stage the data to write", &e),
+                    StageError::Empty => Error::msg("the data to write was lost"),
+                })?;
+                let len = usize::try_from(staged.len).unwrap_or(usize::MAX);
+                let count = check_count(len)?;
+                copy_staged(staged.file, file, count)?
+            }
+        };
         Ok(Obj::new()
             .int("count", i64::try_from(written).unwrap_or(i64::MAX))
             .bool("eof", false)

@@ -13,6 +13,7 @@
 //! | [`time`] | `guest-get-time`, `guest-set-time` |
 //! | [`power`] | `guest-shutdown`, `guest-suspend-{disk,ram,hybrid}` |
 //! | [`file`] | `guest-file-{open,close,read,write,seek,flush}` |
+//! | [`stage`] | large guest-file-write data, staged as it arrives |
 //! | [`fs`] | `guest-fsfreeze-*`, `guest-fstrim`, `guest-get-fsinfo` |
 //! | [`network`] | `guest-network-get-interfaces` |
 //! | [`system`] | vcpus, memory blocks, host name, users, timezone, osinfo, load |
@@ -53,6 +54,7 @@ pub mod params;
 pub mod power;
 pub mod run;
 pub mod ssh;
+pub mod stage;
 pub mod system;
 pub mod time;
 pub mod user;
@@ -62,6 +64,7 @@ use std::path::PathBuf;
 use agent_core::args::Args;
 use agent_core::dispatch::{CommandInfo, Commands, DispatchError, FROZEN_ALLOWED};
 use agent_core::response::{ErrorClass, Replied, Reply};
+use agent_core::spill::Spill;
 use embedded_io::Write;
 
 pub use error::Error;
@@ -196,6 +199,7 @@ pub struct LinuxCommands {
     files: file::Files,
     exec: exec::Children,
     freeze: fs::FreezeState,
+    stage: stage::Stage,
 }
 
 impl LinuxCommands {
@@ -205,11 +209,13 @@ impl LinuxCommands {
     pub fn new(config: CommandsConfig) -> Self {
         let files = file::Files::new(&config.statedir);
         let freeze = fs::FreezeState::new(&config.statedir);
+        let stage = stage::Stage::new(vec![std::env::temp_dir(), config.statedir.clone()]);
         LinuxCommands {
             config,
             files,
             exec: exec::Children::new(),
             freeze,
+            stage,
         }
     }
 
@@ -238,6 +244,11 @@ impl Commands for LinuxCommands {
         self.freeze.is_frozen()
     }
 
+    /// Large `buf-b64` strings go to the stage.
+    fn spill(&mut self) -> Option<&mut dyn Spill> {
+        Some(&mut self.stage)
+    }
+
     fn call<W: Write + ?Sized>(
         &mut self,
         name: &str,
@@ -255,7 +266,7 @@ impl Commands for LinuxCommands {
             "guest-file-open" => self.files.open(args),
             "guest-file-close" => self.files.close(args),
             "guest-file-read" => return self.files.read(args, reply),
-            "guest-file-write" => self.files.write(args),
+            "guest-file-write" => self.files.write(args, &mut self.stage),
             "guest-file-seek" => self.files.seek(args),
             "guest-file-flush" => self.files.flush(args),
             "guest-fsfreeze-status" => self.freeze.status(args),
