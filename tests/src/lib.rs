@@ -66,11 +66,19 @@ pub struct RunningAgent {
 impl RunningAgent {
     /// Start the agent with extra arguments and wait for its socket.
     pub fn start(name: &str, extra: &[&str]) -> RunningAgent {
+        Self::start_bin(guest_agent_bin(), name, extra)
+    }
+
+    /// Start `bin` (ours or qemu-ga) the same way, its state directory in
+    /// the scratch directory.
+    pub fn start_bin(bin: &Path, name: &str, extra: &[&str]) -> RunningAgent {
         let dir = scratch_dir(name);
         let socket = dir.join("qga.sock");
-        let child = Command::new(guest_agent_bin())
+        let child = Command::new(bin)
             .args(["-m", "unix-listen", "-p"])
             .arg(&socket)
+            .arg("-t")
+            .arg(&dir)
             .args(extra)
             .stdin(Stdio::null())
             .spawn()
@@ -79,7 +87,8 @@ impl RunningAgent {
         while UnixStream::connect(&socket).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "guest-agent did not listen on {}",
+                "{} did not listen on {}",
+                bin.display(),
                 socket.display()
             );
             std::thread::sleep(Duration::from_millis(10));
