@@ -194,7 +194,7 @@ fn run_cases(peer: &mut Peer, data: &[u8], b64: &str) -> Vec<(String, Vec<u8>)> 
         replies.push(line.trim_end().to_string());
     }
     // The lexical error names its token, which qemu-ga quotes whole (3 MiB)
-    // and ours by its stored head, elided (tests/README.md, difference 11).
+    // and ours by its stored head, elided (tests/README.md, difference 4).
     let stray = format!(
         r#"{{"error": {{"class": "GenericError", "desc": "JSON parse error, stray '\"{}"#,
         &b64[..16]
