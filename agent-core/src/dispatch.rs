@@ -273,7 +273,7 @@ pub fn dispatch_spilled<C: Commands, W: Write + ?Sized>(
         log_protocol_error("parse", &error);
         return write_error(out, None, ErrorClass::GenericError, &error);
     }
-    let Some(value) = Value::parse(frame) else {
+    let Some(value) = Value::of_validated(frame) else {
         // Cannot happen after validation; answer like the parser would.
         return write_error(
             out,

@@ -84,24 +84,36 @@ impl<'a> Request<'a> {
             return Err((EnvelopeError::NotAnObject, None));
         }
         // qemu-ga reads `id` before checking the members, so every error
-        // below echoes it.
-        let id = value.get("id");
+        // echoes it: the walk goes on after the first error to find it.
+        let mut id = None;
         let mut execute = None;
         let mut arguments = None;
-        let checked = qdict::for_each_member(&value, |key, member| {
-            if key.eq_str("execute") {
-                execute = Some(member.as_str().ok_or(EnvelopeError::ExecuteNotString)?);
+        let mut error = None;
+        let _ = qdict::for_each_member(&value, |key, member| {
+            let checked = if key.eq_str("execute") {
+                member
+                    .as_str()
+                    .map(|s| execute = Some(s))
+                    .ok_or(EnvelopeError::ExecuteNotString)
             } else if key.eq_str("arguments") {
-                if member.kind() != ValueKind::Object {
-                    return Err(EnvelopeError::ArgumentsNotObject);
+                if member.kind() == ValueKind::Object {
+                    arguments = Some(member);
+                    Ok(())
+                } else {
+                    Err(EnvelopeError::ArgumentsNotObject)
                 }
-                arguments = Some(member);
-            } else if !key.eq_str("id") {
-                return Err(EnvelopeError::Unexpected(key));
+            } else if key.eq_str("id") {
+                id = Some(member);
+                Ok(())
+            } else {
+                Err(EnvelopeError::Unexpected(key))
+            };
+            if let Err(e) = checked {
+                error.get_or_insert(e);
             }
-            Ok(())
+            Ok::<(), ()>(())
         });
-        if let Err(error) = checked {
+        if let Some(error) = error {
             return Err((error, id));
         }
         match execute {

@@ -36,6 +36,8 @@ pub struct Tokens<'a> {
     lexer: Lexer,
     input: &'a [u8],
     pos: usize,
+    /// The input is known to be valid: find token ends without the lexer.
+    valid: bool,
 }
 
 impl<'a> Tokens<'a> {
@@ -45,7 +47,90 @@ impl<'a> Tokens<'a> {
             lexer: Lexer::new(),
             input,
             pos: 0,
+            valid: false,
         }
+    }
+
+    /// Tokenise `input`, which the parser has accepted (or a part of it
+    /// that starts at a token): each token's end is found by its first
+    /// byte and a scan, not by the lexer's state machine. On other input
+    /// the tokens are meaningless, but nothing panics.
+    pub(crate) fn of_valid(input: &'a [u8]) -> Self {
+        Tokens {
+            valid: true,
+            ..Tokens::new(input)
+        }
+    }
+
+    /// [`Iterator::next`] on valid input. In valid input a number ends at
+    /// the first byte that cannot continue one, since whatever follows a
+    /// number there is whitespace, a separator or a closing bracket.
+    fn next_valid(&mut self) -> Option<Token<'a>> {
+        let input = self.input;
+        let rest = input.get(self.pos..).unwrap_or_default();
+        let start = self.pos.saturating_add(
+            rest.iter()
+                .take_while(|&&b| crate::lexer::is_whitespace(b))
+                .count(),
+        );
+        let tail = input.get(start..).unwrap_or_default();
+        let Some(&first) = tail.first() else {
+            self.pos = input.len();
+            return None;
+        };
+        let after = tail.get(1..).unwrap_or_default();
+        let (kind, len) = match first {
+            b'{' => (TokenKind::LeftBrace, 1),
+            b'}' => (TokenKind::RightBrace, 1),
+            b'[' => (TokenKind::LeftBracket, 1),
+            b']' => (TokenKind::RightBracket, 1),
+            b':' => (TokenKind::Colon, 1),
+            b',' => (TokenKind::Comma, 1),
+            b'"' | b'\'' => {
+                let mut at = 1usize;
+                loop {
+                    let body = tail.get(at..).unwrap_or_default();
+                    at = at.saturating_add(crate::lexer::find_quote_or_backslash(body, first));
+                    match tail.get(at) {
+                        Some(&b'\\') => at = at.saturating_add(2),
+                        Some(_) => break (TokenKind::String, at.saturating_add(1)),
+                        None => {
+                            self.pos = input.len();
+                            return None;
+                        }
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let n = after
+                    .iter()
+                    .take_while(|&&b| matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
+                    .count();
+                let text = tail.get(..n.saturating_add(1)).unwrap_or_default();
+                let float = text.iter().any(|&b| matches!(b, b'.' | b'e' | b'E'));
+                let kind = if float {
+                    TokenKind::Float
+                } else {
+                    TokenKind::Integer
+                };
+                (kind, n.saturating_add(1))
+            }
+            b'a'..=b'z' => {
+                let n = after.iter().take_while(|b| b.is_ascii_lowercase()).count();
+                (TokenKind::Keyword, n.saturating_add(1))
+            }
+            _ => {
+                self.pos = input.len();
+                return None;
+            }
+        };
+        let end = start.saturating_add(len).min(input.len());
+        self.pos = end;
+        Some(Token {
+            kind,
+            text: input.get(start..end).unwrap_or_default(),
+            offset: start,
+        })
     }
 
     /// Offset of the next byte to be lexed.
@@ -57,12 +142,23 @@ impl<'a> Tokens<'a> {
     pub fn peek(&self) -> Option<Token<'a>> {
         self.clone().next()
     }
+
+    /// Consume the next token if it is a comma (lexing it once).
+    fn skip_comma(&mut self) {
+        let mut ahead = self.clone();
+        if ahead.next().is_some_and(|t| t.kind == TokenKind::Comma) {
+            *self = ahead;
+        }
+    }
 }
 
 impl<'a> Iterator for Tokens<'a> {
     type Item = Token<'a>;
 
     fn next(&mut self) -> Option<Token<'a>> {
+        if self.valid {
+            return self.next_valid();
+        }
         let mut start = None;
         loop {
             let rest = self.input.get(self.pos..).unwrap_or_default();
@@ -149,7 +245,22 @@ pub struct Value<'a> {
 impl<'a> Value<'a> {
     /// The first value in `input` (which the parser has accepted).
     pub fn parse(input: &'a [u8]) -> Option<Value<'a>> {
-        Value::take(&mut Tokens::new(input))
+        Value::take(&mut Tokens::of_valid(input))
+    }
+
+    /// `input`, a whole framed value the parser has accepted (it starts at
+    /// its first token and ends with its last), without walking it.
+    pub(crate) fn of_validated(input: &'a [u8]) -> Option<Value<'a>> {
+        let kind = match input.first()? {
+            b'{' => ValueKind::Object,
+            b'[' => ValueKind::Array,
+            b'"' | b'\'' => ValueKind::String,
+            b't' => ValueKind::True,
+            b'f' => ValueKind::False,
+            b'n' => ValueKind::Null,
+            _ => return Value::parse(input),
+        };
+        Some(Value { kind, text: input })
     }
 
     /// Read one value from `tokens`, leaving them after it.
@@ -235,7 +346,7 @@ impl<'a> Value<'a> {
 
     /// The members of an object, in document order (empty otherwise).
     pub fn members(&self) -> Members<'a> {
-        let mut tokens = Tokens::new(self.text);
+        let mut tokens = Tokens::of_valid(self.text);
         if self.kind == ValueKind::Object {
             tokens.next();
         } else {
@@ -257,14 +368,14 @@ impl<'a> Value<'a> {
     /// The member of an object that starts at `offset` of its text, as
     /// [`Value::keys_with_offsets`] reported it.
     pub(crate) fn member_at(&self, offset: usize) -> Option<(JsonStr<'a>, Value<'a>)> {
-        let mut tokens = Tokens::new(self.text);
+        let mut tokens = Tokens::of_valid(self.text);
         tokens.pos = offset.min(self.text.len());
         Members { tokens }.next()
     }
 
     /// The elements of an array, in order (empty otherwise).
     pub fn elements(&self) -> Elements<'a> {
-        let mut tokens = Tokens::new(self.text);
+        let mut tokens = Tokens::of_valid(self.text);
         if self.kind == ValueKind::Array {
             tokens.next();
         } else {
@@ -346,11 +457,7 @@ impl<'a> Iterator for Members<'a> {
             return None;
         }
         let value = Value::take(&mut self.tokens)?;
-        if let Some(sep) = self.tokens.peek() {
-            if sep.kind == TokenKind::Comma {
-                self.tokens.next();
-            }
-        }
+        self.tokens.skip_comma();
         Some((JsonStr { raw: key.text }, value))
     }
 }
@@ -369,11 +476,7 @@ impl<'a> Iterator for Elements<'a> {
             return None;
         }
         let value = Value::take(&mut self.tokens)?;
-        if let Some(sep) = self.tokens.peek() {
-            if sep.kind == TokenKind::Comma {
-                self.tokens.next();
-            }
-        }
+        self.tokens.skip_comma();
         Some(value)
     }
 }
@@ -407,25 +510,47 @@ impl<'a> JsonStr<'a> {
 
     /// The string's bytes as QEMU stores them (modified UTF-8), one at a time.
     pub fn bytes(&self) -> impl Iterator<Item = u8> + Clone + 'a {
-        self.chars().flat_map(|ch| {
+        // Plain ASCII decodes to itself; anything else is decoded.
+        let (plain, chars) = match self.plain() {
+            Some(body) => (body, StrChars { rest: &[] }),
+            None => (&[][..], self.chars()),
+        };
+        plain.iter().copied().chain(chars.flat_map(|ch| {
             let mut buf = [0u8; 4];
             let len = unicode::encode_mod_utf8(ch, &mut buf).len();
             buf.into_iter().take(len)
-        })
+        }))
+    }
+
+    /// The body, if it is ASCII without escapes (so it is its own text).
+    pub(crate) fn plain(&self) -> Option<&'a [u8]> {
+        let body = self.raw.get(1..self.raw.len().saturating_sub(1))?;
+        (crate::lexer::scan_plain_ascii(body) == body.len()).then_some(body)
     }
 
     /// Whether the decoded string equals `s`.
     pub fn eq_str(&self, s: &str) -> bool {
-        self.chars().eq(s.chars())
+        match self.plain() {
+            Some(body) => body == s.as_bytes(),
+            None => self.chars().eq(s.chars()),
+        }
     }
 
     /// Whether two strings decode to the same text.
     pub fn eq_json(&self, other: &JsonStr<'_>) -> bool {
-        self.chars().eq(other.chars())
+        match (self.plain(), other.plain()) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.chars().eq(other.chars()),
+        }
     }
 
     /// Copy the decoded string into `buf`; `None` if it does not fit.
     pub fn decode_into<'b>(&self, buf: &'b mut [u8]) -> Option<&'b str> {
+        if let Some(body) = self.plain() {
+            let dst = buf.get_mut(..body.len())?;
+            dst.copy_from_slice(body);
+            return core::str::from_utf8(dst).ok();
+        }
         let mut len = 0usize;
         for ch in self.chars() {
             let mut tmp = [0u8; 4];
@@ -547,6 +672,59 @@ mod tests {
         clippy::unwrap_used
     )]
     use super::*;
+
+    /// JSON-ish text rich in what token ends depend on.
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just("-0".to_string()),
+            Just("12".to_string()),
+            Just("1.5E-3".to_string()),
+            Just("1e+5".to_string()),
+            Just("2E3".to_string()),
+            Just("-7.25".to_string()),
+            Just("true".to_string()),
+            Just("null".to_string()),
+            Just(r#""a\"b\\""#.to_string()),
+            Just(r#"'it\'s "x"'"#.to_string()),
+            Just(r#""\u00e9é\/""#.to_string()),
+            Just("\"\"".to_string()),
+            Just("0123".to_string()),
+            Just("1true".to_string()),
+        ];
+        let ws = prop_oneof![Just(""), Just(" "), Just("\n\t "), Just("\r\n")];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            let ws = ws.clone();
+            prop_oneof![
+                proptest::collection::vec((inner.clone(), ws.clone()), 0..6).prop_map(|v| {
+                    let items: Vec<String> =
+                        v.into_iter().map(|(x, w)| format!("{w}{x}{w}")).collect();
+                    format!("[{}]", items.join(","))
+                }),
+                proptest::collection::vec((inner, ws), 0..6).prop_map(|v| {
+                    let items: Vec<String> = v
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (x, w))| format!("{w}\"k{i}\"{w}:{w}{x}"))
+                        .collect();
+                    format!("{{{}}}", items.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// On accepted input the quick token scan finds the lexer's tokens.
+        #[test]
+        fn valid_tokens_are_the_lexers(text in text()) {
+            let input = text.as_bytes();
+            if crate::parser::validate(input).is_ok() {
+                let full: Vec<Token<'_>> = Tokens::new(input).collect();
+                let quick: Vec<Token<'_>> = Tokens::of_valid(input).collect();
+                proptest::prop_assert_eq!(quick, full, "{}", text);
+            }
+        }
+    }
 
     #[test]
     fn string_escapes_decode() {

@@ -468,6 +468,31 @@ pub fn scan_plain_ascii(bytes: &[u8]) -> usize {
     done.saturating_add(tail.iter().take_while(|&&b| b != b'\\' && b < 0x80).count())
 }
 
+/// Offset of the first `quote` or backslash in `bytes` (or its length),
+/// scanned eight bytes at a time: the end of a run of string content that
+/// is already known to be valid.
+pub fn find_quote_or_backslash(bytes: &[u8], quote: u8) -> usize {
+    let mut done = 0usize;
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(array) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(array);
+        if has_zero_byte(word ^ ONES.wrapping_mul(quote as u64))
+            || has_zero_byte(word ^ ONES.wrapping_mul(b'\\' as u64))
+        {
+            break;
+        }
+        done = done.saturating_add(8);
+    }
+    let tail = bytes.get(done..).unwrap_or_default();
+    done.saturating_add(
+        tail.iter()
+            .take_while(|&&b| b != quote && b != b'\\')
+            .count(),
+    )
+}
+
 /// Length of the leading run of `bytes` that needs no attention inside a
 /// string delimited by `quote`, scanned eight bytes at a time.
 pub fn scan_string_body(bytes: &[u8], quote: u8) -> usize {

@@ -176,7 +176,19 @@ impl Stack {
 
 /// Check `input`, one complete framed value, against QEMU's grammar.
 pub fn validate(input: &[u8]) -> Result<(), ParseError<'_>> {
-    let structural = check_structure(input).err();
+    validate_with(input, KeySets::new())
+}
+
+fn validate_with(input: &[u8], mut keys: KeySets) -> Result<(), ParseError<'_>> {
+    let structural = check_structure(input, &mut keys).err();
+    match structural {
+        // A duplicate found on the way is the first error: everything
+        // before it was checked.
+        Some(e) if e.error == ParseError::DuplicateKey => return Err(e.error),
+        Some(e) if !keys.untracked => return Err(e.error),
+        None if !keys.untracked => return Ok(()),
+        _ => {}
+    }
     let limit = structural.map_or(input.len(), |e| e.at);
     let duplicate = if structural.is_some_and(|e| e.at == 0) {
         None
@@ -197,11 +209,115 @@ fn fail<'a>(error: ParseError<'a>, token: Option<Token<'a>>, tokens: &Tokens<'a>
     }
 }
 
-/// Everything but duplicate keys.
-fn check_structure(input: &[u8]) -> Result<(), Located<'_>> {
+/// Objects at most this deep have their keys checked for duplicates on
+/// the structure pass ...
+const TRACKED_DEPTH: usize = 4;
+/// ... if they have at most this many keys.
+const TRACKED_KEYS: usize = 8;
+
+/// The keys of the objects open at the first [`TRACKED_DEPTH`] levels
+/// (hash and offset), so that small requests are checked for duplicate
+/// keys in the same pass as their structure. Anything bigger is left to
+/// [`first_duplicate`].
+struct KeySets {
+    hashes: [[u32; TRACKED_KEYS]; TRACKED_DEPTH],
+    offsets: [[u32; TRACKED_KEYS]; TRACKED_DEPTH],
+    counts: [u8; TRACKED_DEPTH],
+    /// Some object's keys were not all tracked.
+    untracked: bool,
+    /// The depth of the object whose member being parsed repeats a key.
+    pending: Option<usize>,
+}
+
+impl KeySets {
+    fn new() -> Self {
+        KeySets {
+            hashes: [[0; TRACKED_KEYS]; TRACKED_DEPTH],
+            offsets: [[0; TRACKED_KEYS]; TRACKED_DEPTH],
+            counts: [0; TRACKED_DEPTH],
+            untracked: false,
+            pending: None,
+        }
+    }
+
+    /// An object opened at `depth` (1 for the top level).
+    fn open(&mut self, depth: usize) {
+        if self.counts.first() == Some(&u8::MAX) {
+            return;
+        }
+        if let Some(count) = self.counts.get_mut(depth.wrapping_sub(1)) {
+            *count = 0;
+        }
+    }
+
+    /// No tracking at all: every duplicate is left to [`first_duplicate`].
+    #[cfg(test)]
+    fn none() -> Self {
+        KeySets {
+            counts: [u8::MAX; TRACKED_DEPTH],
+            untracked: true,
+            ..KeySets::new()
+        }
+    }
+
+    /// `key` (a token at `offset` of `input`) of the object at `depth`.
+    fn add(&mut self, depth: usize, key: &Token<'_>, input: &[u8]) {
+        if self.counts.first() == Some(&u8::MAX) {
+            return; // `none()`
+        }
+        let level = depth.wrapping_sub(1);
+        let (Some(hashes), Some(offsets), Some(count), Ok(offset)) = (
+            self.hashes.get_mut(level),
+            self.offsets.get_mut(level),
+            self.counts.get_mut(level),
+            u32::try_from(key.offset),
+        ) else {
+            self.untracked = true;
+            return;
+        };
+        let n = usize::from(*count);
+        let this = JsonStr::from_token(key.text);
+        let hash = key_hash(&this);
+        let earlier = |&(&h, &at): &(&u32, &u32)| {
+            h == hash
+                && Tokens::new(input.get(at as usize..).unwrap_or_default())
+                    .next()
+                    .is_some_and(|t| JsonStr::from_token(t.text).eq_json(&this))
+        };
+        if hashes
+            .iter()
+            .zip(offsets.iter())
+            .take(n)
+            .any(|p| earlier(&p))
+        {
+            self.pending = Some(depth);
+        }
+        match (hashes.get_mut(n), offsets.get_mut(n)) {
+            (Some(h), Some(o)) => {
+                *h = hash;
+                *o = offset;
+                *count = count.saturating_add(1);
+            }
+            _ => self.untracked = true,
+        }
+    }
+}
+
+/// Everything but the duplicate keys `keys` does not track.
+fn check_structure<'a>(input: &'a [u8], keys: &mut KeySets) -> Result<(), Located<'a>> {
     let mut tokens = Tokens::new(input);
     let mut stack = Stack::new();
     let mut expect = Expect::Value;
+    // A member's value just ended: was its key a repeat?
+    let repeated = |keys: &KeySets, stack: &Stack, expect: Expect| {
+        expect == Expect::SeparatorOrClose
+            && keys.pending == Some(stack.depth)
+            && stack.top_is_object()
+    };
+    let duplicate = |tokens: &Tokens<'a>| Located {
+        error: ParseError::DuplicateKey,
+        at: tokens.position(),
+    };
     loop {
         match expect {
             Expect::Value | Expect::Key { .. } | Expect::FirstElement => {
@@ -217,6 +333,9 @@ fn check_structure(input: &[u8]) -> Result<(), Located<'_>> {
                     if token.kind == TokenKind::RightBrace {
                         stack.pop();
                         expect = after_value(&mut stack, None, &tokens)?;
+                        if repeated(keys, &stack, expect) {
+                            return Err(duplicate(&tokens));
+                        }
                         if stack.depth == 0 && expect == Expect::SeparatorOrClose {
                             return Ok(());
                         }
@@ -226,6 +345,9 @@ fn check_structure(input: &[u8]) -> Result<(), Located<'_>> {
                 if expect == Expect::FirstElement && token.kind == TokenKind::RightBracket {
                     stack.pop();
                     expect = after_value(&mut stack, None, &tokens)?;
+                    if repeated(keys, &stack, expect) {
+                        return Err(duplicate(&tokens));
+                    }
                     if stack.depth == 0 && expect == Expect::SeparatorOrClose {
                         return Ok(());
                     }
@@ -240,6 +362,9 @@ fn check_structure(input: &[u8]) -> Result<(), Located<'_>> {
                         if !stack.push(object) {
                             return Err(fail(ParseError::ExpectingValue, Some(token), &tokens));
                         }
+                        if object {
+                            keys.open(stack.depth);
+                        }
                         expect = if object {
                             Expect::Key { first: true }
                         } else {
@@ -252,6 +377,9 @@ fn check_structure(input: &[u8]) -> Result<(), Located<'_>> {
                             error,
                             at: token.offset,
                         })?;
+                        if let Expect::Key { .. } = expect {
+                            keys.add(stack.depth, &token, input);
+                        }
                     }
                     TokenKind::Integer | TokenKind::Float => {}
                     TokenKind::Keyword => {
@@ -266,6 +394,9 @@ fn check_structure(input: &[u8]) -> Result<(), Located<'_>> {
                     _ => return Err(fail(ParseError::ExpectingValue, Some(token), &tokens)),
                 }
                 expect = after_value(&mut stack, Some(token.kind), &tokens)?;
+                if repeated(keys, &stack, expect) {
+                    return Err(duplicate(&tokens));
+                }
                 if stack.depth == 0 {
                     return Ok(());
                 }
@@ -291,6 +422,9 @@ fn check_structure(input: &[u8]) -> Result<(), Located<'_>> {
                     Some(t) if t.kind == close => {
                         stack.pop();
                         expect = after_value(&mut stack, None, &tokens)?;
+                        if repeated(keys, &stack, expect) {
+                            return Err(duplicate(&tokens));
+                        }
                         if stack.depth == 0 {
                             return Ok(());
                         }
@@ -425,10 +559,16 @@ fn pairs(object: &[u8], limit: usize) -> impl Iterator<Item = (JsonStr<'_>, usiz
 }
 
 fn key_hash(key: &JsonStr<'_>) -> u32 {
-    // FNV-1a over the decoded characters.
-    key.chars().fold(0x811c_9dc5u32, |h, ch| {
-        (h ^ u32::from(ch)).wrapping_mul(0x0100_0193)
-    })
+    // FNV-1a over the decoded characters (plain ASCII is its own).
+    let step = |h: u32, c: u32| (h ^ c).wrapping_mul(0x0100_0193);
+    match key.plain() {
+        Some(body) => body
+            .iter()
+            .fold(0x811c_9dc5u32, |h, &b| step(h, u32::from(b))),
+        None => key
+            .chars()
+            .fold(0x811c_9dc5u32, |h, ch| step(h, u32::from(ch))),
+    }
 }
 
 /// Offset (relative to `object`) of the end of the first pair whose key
@@ -507,6 +647,57 @@ mod tests {
 
     fn err(input: &[u8]) -> String {
         validate(input).unwrap_err().to_string()
+    }
+
+    /// JSON-ish text with few distinct keys, nesting, and the odd error.
+    fn doc() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just("1".to_string()),
+            Just("'x'".to_string()),
+            Just("[]".to_string()),
+            Just("tru".to_string()),
+            Just("\"\\ud800\"".to_string()),
+        ];
+        leaf.prop_recursive(5, 64, 9, |inner| {
+            let key = prop_oneof![
+                Just("\"a\""),
+                Just("'a'"),
+                Just("\"\\u0061\""),
+                Just("\"b\""),
+                Just("\"c\""),
+                Just("1"),
+            ];
+            prop_oneof![
+                proptest::collection::vec((key, inner.clone()), 0..10).prop_map(|m| {
+                    let members: Vec<String> = m
+                        .into_iter()
+                        .map(|(k, v)| std::format!("{k}: {v}"))
+                        .collect();
+                    std::format!("{{{}}}", members.join(", "))
+                }),
+                proptest::collection::vec(inner, 0..4)
+                    .prop_map(|e| std::format!("[{}]", e.join(","))),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Duplicates found on the structure pass give exactly the verdict
+        /// of the separate duplicate pass.
+        #[test]
+        fn single_pass_duplicates_agree(text in doc(), cut in 0usize..200) {
+            let text = text.as_bytes();
+            let cut = text.get(..text.len().saturating_sub(cut % 3)).unwrap();
+            for input in [text, cut] {
+                proptest::prop_assert_eq!(
+                    validate(input),
+                    validate_with(input, KeySets::none()),
+                    "{}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
     }
 
     #[test]

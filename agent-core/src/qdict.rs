@@ -79,7 +79,17 @@ pub fn for_each_member<'a, E>(
         offset: 0,
     }; SMALL];
     let mut count = 0u8;
-    for (offset, key) in object.keys_with_offsets() {
+    // The first member, kept: a lone member needs no second look.
+    let mut first = None;
+    let mut members = object.members();
+    loop {
+        let offset = members.offset();
+        let Some((key, value)) = members.next() else {
+            break;
+        };
+        if count == 0 {
+            first = Some((key, value));
+        }
         let (Some(slot), Ok(offset)) = (slots.get_mut(usize::from(count)), u32::try_from(offset))
         else {
             // One copy of the large-object walk serves every caller: it
@@ -100,6 +110,11 @@ pub fn for_each_member<'a, E>(
             offset,
         };
         count = count.saturating_add(1);
+    }
+    if count == 1 {
+        if let Some((key, value)) = first {
+            return f(key, value);
+        }
     }
     let slots = slots.get(..usize::from(count)).unwrap_or_default();
     let mut done = 0u8;

@@ -298,7 +298,7 @@ fn emit_streamed<W: Write + ?Sized>(
     value: &Value<'_>,
     budget: u32,
 ) -> Result<(), W::Error> {
-    let mut tokens = Tokens::new(value.text());
+    let mut tokens = Tokens::of_valid(value.text());
     while let Some(token) = tokens.peek() {
         let text: &[u8] = match token.kind {
             TokenKind::LeftBrace => {

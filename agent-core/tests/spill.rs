@@ -210,7 +210,7 @@ fn same_reply(got: &str, expected: &str) -> bool {
     };
     // The head may end inside a UTF-8 sequence, shown as U+FFFD.
     let head = head.strip_suffix("\\uFFFD").unwrap_or(head);
-    e.starts_with(head) && e.ends_with(last) && e.len() > g.len()
+    e.starts_with(head) && e.ends_with(last)
 }
 
 const LAST: &[u8] = br#"{"execute":"test-digest","arguments":{"data":"end"},"id":"last"}"#;
