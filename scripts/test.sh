@@ -10,7 +10,7 @@
 #   - the footprint of the agent on both targets, and its deepest stack
 #     (printed),
 #   - all tests of the workspace: unit, property, corpus, doc and
-#     integration tests.
+#     integration tests; agent-core's again without its `speed` feature.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,8 @@ bash scripts/e2e-setup.sh
 echo "== fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# agent-core without its `speed` feature (the workspace build enables it).
+cargo clippy -p agent-core --all-targets -- -D warnings
 
 echo "== dependency policy (deny.toml: licenses, bans, sources; advisories need GitHub)"
 command -v cargo-deny >/dev/null || cargo install --locked --quiet cargo-deny --version 0.20.2
@@ -57,6 +59,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# agent-core alone, without the `speed` feature that the workspace enables.
+cargo test -p agent-core 2>&1 | tee -a "$log"
+status=$(( status | PIPESTATUS[0] ))
 # One closing line for the whole workspace (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"

@@ -50,6 +50,7 @@ impl Commands for CoreCommands {
         TABLE.into_iter()
     }
 
+    #[inline(never)]
     fn call<W: Write + ?Sized>(
         &mut self,
         name: &str,

@@ -269,54 +269,12 @@ pub fn dispatch_spilled<C: Commands, W: Write + ?Sized>(
     info: Info<'_>,
     out: &mut W,
 ) -> Result<(), W::Error> {
-    if let Err(error) = parser::validate(frame) {
-        log_protocol_error("parse", &error);
-        return write_error(out, None, ErrorClass::GenericError, &error);
-    }
-    let Some(value) = Value::of_validated(frame) else {
-        // Cannot happen after validation; answer like the parser would.
-        return write_error(
-            out,
-            None,
-            ErrorClass::GenericError,
-            &parser::ParseError::ExpectingValue,
-        );
-    };
-    let request = match Request::parse(value) {
-        Ok(request) => request,
-        Err((error, id)) => {
-            log_protocol_error("envelope", &error);
-            return write_error(out, id.as_ref(), ErrorClass::GenericError, &error);
-        }
-    };
     let mut name_buf = [0u8; MAX_NAME];
-    let found = request
-        .execute
-        .decode_into(&mut name_buf)
-        .and_then(|name| commands.lookup(name).map(|info| (name, info)));
-    let Some((name, entry)) = found else {
-        let error = DispatchError::NotFound(request.execute);
-        log_protocol_error("dispatch", &error);
-        return write_error(
-            out,
-            request.id.as_ref(),
-            ErrorClass::CommandNotFound,
-            &error,
-        );
+    let (request, name, entry, policy) = match prepare(frame, &mut name_buf, commands, policy) {
+        Ok(prepared) => prepared,
+        Err(rejection) => return reject(out, rejection),
     };
-    let mut policy = *policy;
-    policy.set_frozen(policy.is_frozen() || commands.is_frozen());
     let policy = &policy;
-    if !policy.is_enabled(name) {
-        let error = DispatchError::Disabled(name);
-        log_protocol_error("dispatch", &error);
-        return write_error(
-            out,
-            request.id.as_ref(),
-            ErrorClass::CommandNotFound,
-            &error,
-        );
-    }
     let mut args = Args::new(request.arguments);
     if let Some(placeholder) = spilled.and_then(|at| frame.get(at..)) {
         args = args.with_spilled(placeholder);
@@ -330,9 +288,72 @@ pub fn dispatch_spilled<C: Commands, W: Write + ?Sized>(
     Ok(())
 }
 
+/// Why a framed value is answered with an error instead of being run.
+enum Rejection<'a> {
+    Parse(parser::ParseError<'a>),
+    Envelope(crate::envelope::EnvelopeError<'a>, Option<Value<'a>>),
+    Dispatch(DispatchError<'a>, Option<Value<'a>>),
+}
+
+/// Parse, check and look up a request: its parts, the command's name (in
+/// `name_buf`) and entry, and the policy in force. Not inlined, so that
+/// none of this work's scratch stays on the stack while the command runs.
+#[inline(never)]
+fn prepare<'a, 'p, C: Commands>(
+    frame: &'a [u8],
+    name_buf: &'a mut [u8; MAX_NAME],
+    commands: &C,
+    policy: &Policy<'p>,
+) -> Result<(Request<'a>, &'a str, CommandInfo, Policy<'p>), Rejection<'a>> {
+    parser::validate(frame).map_err(Rejection::Parse)?;
+    // Cannot fail after validation; answer like the parser would.
+    let value =
+        Value::of_validated(frame).ok_or(Rejection::Parse(parser::ParseError::ExpectingValue))?;
+    let request = Request::parse(value).map_err(|(e, id)| Rejection::Envelope(e, id))?;
+    let found = request
+        .execute
+        .decode_into(name_buf)
+        .and_then(|name| commands.lookup(name).map(|info| (name, info)));
+    let Some((name, entry)) = found else {
+        return Err(Rejection::Dispatch(
+            DispatchError::NotFound(request.execute),
+            request.id,
+        ));
+    };
+    let mut policy = *policy;
+    policy.set_frozen(policy.is_frozen() || commands.is_frozen());
+    if !policy.is_enabled(name) {
+        return Err(Rejection::Dispatch(
+            DispatchError::Disabled(name),
+            request.id,
+        ));
+    }
+    Ok((request, name, entry, policy))
+}
+
+/// Answer a rejected request.
+#[inline(never)]
+fn reject<W: Write + ?Sized>(out: &mut W, rejection: Rejection<'_>) -> Result<(), W::Error> {
+    match rejection {
+        Rejection::Parse(error) => {
+            log_protocol_error("parse", &error);
+            write_error(out, None, ErrorClass::GenericError, &error)
+        }
+        Rejection::Envelope(error, id) => {
+            log_protocol_error("envelope", &error);
+            write_error(out, id.as_ref(), ErrorClass::GenericError, &error)
+        }
+        Rejection::Dispatch(error, id) => {
+            log_protocol_error("dispatch", &error);
+            write_error(out, id.as_ref(), ErrorClass::CommandNotFound, &error)
+        }
+    }
+}
+
 /// `guest-info`: `{"version": ..., "supported_commands": [{"enabled": ...,
 /// "name": ..., "success-response": ...}, ...]}`, commands in reverse
 /// registration order.
+#[inline(never)]
 fn guest_info<C: Commands, W: Write + ?Sized>(
     commands: &C,
     policy: &Policy<'_>,

@@ -172,6 +172,9 @@ impl<const N: usize> Big<N> {
 /// rounded, ties to even, as `printf("%.17e")` gives them, and the decimal
 /// exponent of the first: `|v| ≈ d.dddddddddddddddd × 10^exponent`.
 /// Zero, infinities and NaN give `0` digits and exponent 0.
+// Not inlined (nor `parse`): a float in a nested id then costs the stack
+// of one of them at a time, not of both on top of the writer's frames.
+#[inline(never)]
 pub fn significant_digits(v: f64) -> ([u8; 17], i32) {
     let mut digits = [b'0'; 17];
     if !v.is_finite() || v == 0.0 {
@@ -262,6 +265,7 @@ pub fn significant_digits(v: f64) -> ([u8; 17], i32) {
 /// to the nearest `f64`, ties to even, as glibc's `strtod` does; values
 /// beyond the range give ±infinity, values below half the smallest
 /// subnormal ±0. `None` if `text` is not such a number.
+#[inline(never)]
 pub fn parse(text: &[u8]) -> Option<f64> {
     let (negative, body) = match text.split_first() {
         Some((b'-', rest)) => (true, rest),

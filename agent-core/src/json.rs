@@ -37,6 +37,7 @@ pub struct Tokens<'a> {
     input: &'a [u8],
     pos: usize,
     /// The input is known to be valid: find token ends without the lexer.
+    #[cfg_attr(not(feature = "speed"), allow(dead_code))]
     valid: bool,
 }
 
@@ -62,9 +63,10 @@ impl<'a> Tokens<'a> {
         }
     }
 
-    /// [`Iterator::next`] on valid input. In valid input a number ends at
+    /// [`Iterator::next`] on valid input (feature `speed`). In valid input a number ends at
     /// the first byte that cannot continue one, since whatever follows a
     /// number there is whitespace, a separator or a closing bracket.
+    #[cfg(feature = "speed")]
     fn next_valid(&mut self) -> Option<Token<'a>> {
         let input = self.input;
         let rest = input.get(self.pos..).unwrap_or_default();
@@ -156,6 +158,7 @@ impl<'a> Iterator for Tokens<'a> {
     type Item = Token<'a>;
 
     fn next(&mut self) -> Option<Token<'a>> {
+        #[cfg(feature = "speed")]
         if self.valid {
             return self.next_valid();
         }
@@ -523,6 +526,14 @@ impl<'a> JsonStr<'a> {
     }
 
     /// The body, if it is ASCII without escapes (so it is its own text).
+    /// Without the `speed` feature there is no such shortcut: `None`.
+    #[cfg(not(feature = "speed"))]
+    pub(crate) fn plain(&self) -> Option<&'a [u8]> {
+        None
+    }
+
+    /// The body, if it is ASCII without escapes (so it is its own text).
+    #[cfg(feature = "speed")]
     pub(crate) fn plain(&self) -> Option<&'a [u8]> {
         let body = self.raw.get(1..self.raw.len().saturating_sub(1))?;
         (crate::lexer::scan_plain_ascii(body) == body.len()).then_some(body)
@@ -674,6 +685,7 @@ mod tests {
     use super::*;
 
     /// JSON-ish text rich in what token ends depend on.
+    #[cfg(feature = "speed")]
     fn text() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
@@ -713,6 +725,7 @@ mod tests {
         })
     }
 
+    #[cfg(feature = "speed")]
     proptest::proptest! {
         /// On accepted input the quick token scan finds the lexer's tokens.
         #[test]

@@ -179,6 +179,9 @@ pub fn validate(input: &[u8]) -> Result<(), ParseError<'_>> {
     validate_with(input, KeySets::new())
 }
 
+// Not inlined: its scratch (the container stack and the key sets) would
+// otherwise stay in the dispatcher's frame while the command runs.
+#[inline(never)]
 fn validate_with(input: &[u8], mut keys: KeySets) -> Result<(), ParseError<'_>> {
     let structural = check_structure(input, &mut keys).err();
     match structural {
@@ -219,6 +222,7 @@ const TRACKED_KEYS: usize = 8;
 /// (hash and offset), so that small requests are checked for duplicate
 /// keys in the same pass as their structure. Anything bigger is left to
 /// [`first_duplicate`].
+#[cfg_attr(not(feature = "speed"), allow(dead_code))]
 struct KeySets {
     hashes: [[u32; TRACKED_KEYS]; TRACKED_DEPTH],
     offsets: [[u32; TRACKED_KEYS]; TRACKED_DEPTH],
@@ -251,7 +255,7 @@ impl KeySets {
     }
 
     /// No tracking at all: every duplicate is left to [`first_duplicate`].
-    #[cfg(test)]
+    #[cfg(all(test, feature = "speed"))]
     fn none() -> Self {
         KeySets {
             counts: [u8::MAX; TRACKED_DEPTH],
@@ -260,7 +264,14 @@ impl KeySets {
         }
     }
 
+    /// Without the `speed` feature nothing is tracked.
+    #[cfg(not(feature = "speed"))]
+    fn add(&mut self, _depth: usize, _key: &Token<'_>, _input: &[u8]) {
+        self.untracked = true;
+    }
+
     /// `key` (a token at `offset` of `input`) of the object at `depth`.
+    #[cfg(feature = "speed")]
     fn add(&mut self, depth: usize, key: &Token<'_>, input: &[u8]) {
         if self.counts.first() == Some(&u8::MAX) {
             return; // `none()`
@@ -650,6 +661,7 @@ mod tests {
     }
 
     /// JSON-ish text with few distinct keys, nesting, and the odd error.
+    #[cfg(feature = "speed")]
     fn doc() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
@@ -682,6 +694,7 @@ mod tests {
         })
     }
 
+    #[cfg(feature = "speed")]
     proptest::proptest! {
         /// Duplicates found on the structure pass give exactly the verdict
         /// of the separate duplicate pass.

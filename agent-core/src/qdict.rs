@@ -36,7 +36,10 @@ pub fn bucket(key: impl Iterator<Item = u8> + Clone) -> u32 {
 }
 
 fn bucket_of(key: &JsonStr<'_>) -> u32 {
-    bucket(key.bytes())
+    match key.plain() {
+        Some(body) => bucket(body.iter().copied()),
+        None => bucket(key.bytes()),
+    }
 }
 
 /// How many same-bucket members are reordered on the stack; more collide
@@ -65,21 +68,47 @@ impl Slot {
     }
 }
 
-/// Call `f` on each member of `object` in `QDict` iteration order. Stops at
-/// the first error `f` returns.
-pub fn for_each_member<'a, E>(
+/// The members of a small object (at most [`SMALL`] members, under 64
+/// KiB), as offsets in its text (for [`Value::member_at`]) in `QDict`
+/// order: 17 bytes, so that a level of a nested id being written back
+/// holds little stack.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SmallOrder {
+    offsets: [u16; SMALL],
+    count: u8,
+}
+
+impl SmallOrder {
+    /// The offsets, in order.
+    pub(crate) fn offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        self.offsets
+            .iter()
+            .take(usize::from(self.count))
+            .map(|&o| o as usize)
+    }
+}
+
+/// The order of `object`'s members, if it has at most [`SMALL`] of them;
+/// `None` for larger objects (see [`for_each_member`]).
+#[inline(never)]
+pub(crate) fn small_order(object: &Value<'_>) -> Option<SmallOrder> {
+    small_order_and_first(object).map(|(order, _)| order)
+}
+
+/// [`small_order`], and the first member (so that a lone member needs no
+/// second look).
+#[allow(clippy::type_complexity)]
+fn small_order_and_first<'a>(
     object: &Value<'a>,
-    mut f: impl FnMut(JsonStr<'a>, Value<'a>) -> Result<(), E>,
-) -> Result<(), E> {
-    // Small objects (requests, most ids): one walk noting where each
-    // member starts, then a selection in (bucket, reverse insertion) order.
+) -> Option<(SmallOrder, Option<(JsonStr<'a>, Value<'a>)>)> {
+    // One walk noting where each member starts, then a selection in
+    // (bucket, reverse insertion) order.
     let mut slots = [Slot {
         bucket: 0,
         index: 0,
         offset: 0,
     }; SMALL];
     let mut count = 0u8;
-    // The first member, kept: a lone member needs no second look.
     let mut first = None;
     let mut members = object.members();
     loop {
@@ -87,38 +116,22 @@ pub fn for_each_member<'a, E>(
         let Some((key, value)) = members.next() else {
             break;
         };
-        if count == 0 {
-            first = Some((key, value));
-        }
-        let (Some(slot), Ok(offset)) = (slots.get_mut(usize::from(count)), u32::try_from(offset))
-        else {
-            // One copy of the large-object walk serves every caller: it
-            // takes a `dyn` callback that says whether to go on.
-            let mut result = Ok(());
-            for_each_member_large(object, &mut |key, value| match f(key, value) {
-                Ok(()) => true,
-                Err(e) => {
-                    result = Err(e);
-                    false
-                }
-            });
-            return result;
-        };
+        first.get_or_insert((key, value));
+        let slot = slots.get_mut(usize::from(count))?;
         *slot = Slot {
             bucket: bucket_of(&key) as u16,
             index: count,
-            offset,
+            offset: u32::try_from(offset).ok()?,
         };
         count = count.saturating_add(1);
     }
-    if count == 1 {
-        if let Some((key, value)) = first {
-            return f(key, value);
-        }
-    }
     let slots = slots.get(..usize::from(count)).unwrap_or_default();
+    let mut order = SmallOrder {
+        offsets: [0; SMALL],
+        count,
+    };
     let mut done = 0u8;
-    for _ in 0..count {
+    for place in order.offsets.iter_mut().take(usize::from(count)) {
         let next = slots
             .iter()
             .filter(|s| done & 1u8.wrapping_shl(u32::from(s.index)) == 0)
@@ -128,7 +141,37 @@ pub fn for_each_member<'a, E>(
             });
         let Some(slot) = next else { break };
         done |= 1u8.wrapping_shl(u32::from(slot.index));
-        if let Some((key, value)) = object.member_at(slot.offset as usize) {
+        *place = u16::try_from(slot.offset).ok()?;
+    }
+    Some((order, first))
+}
+
+/// Call `f` on each member of `object` in `QDict` iteration order. Stops at
+/// the first error `f` returns.
+pub fn for_each_member<'a, E>(
+    object: &Value<'a>,
+    mut f: impl FnMut(JsonStr<'a>, Value<'a>) -> Result<(), E>,
+) -> Result<(), E> {
+    let Some((order, first)) = small_order_and_first(object) else {
+        // One copy of the large-object walk serves every caller: it takes
+        // a `dyn` callback that says whether to go on.
+        let mut result = Ok(());
+        for_each_member_large(object, &mut |key, value| match f(key, value) {
+            Ok(()) => true,
+            Err(e) => {
+                result = Err(e);
+                false
+            }
+        });
+        return result;
+    };
+    if order.count == 1 {
+        if let Some((key, value)) = first {
+            return f(key, value);
+        }
+    }
+    for offset in order.offsets() {
+        if let Some((key, value)) = object.member_at(offset) {
             f(key, value)?;
         }
     }

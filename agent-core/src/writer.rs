@@ -268,10 +268,101 @@ fn emit_value<W: Write + ?Sized>(
     emit_streamed(out, value, budget)
 }
 
-/// An object in `QDict` order. Kept apart from [`emit_streamed`] (and not
-/// inlined) so that each level of a nested id holds only this small frame.
+/// An object in `QDict` order, and the objects nested in it that need
+/// reordering too, without recursion: each level is an entry of a small
+/// array in this one frame (the object, its member order, the next
+/// member). Arrays, large objects and scalars inside go through
+/// [`emit_value`].
 #[inline(never)]
 fn emit_reordered<W: Write + ?Sized>(
+    out: &mut W,
+    value: &Value<'_>,
+    budget: u32,
+) -> Result<(), W::Error> {
+    let Some(order) = qdict::small_order(value) else {
+        return emit_reordered_large(out, value, budget);
+    };
+    let mut levels = [Level {
+        object: *value,
+        order,
+        next: 0,
+    }; LEVELS];
+    let mut depth = 1usize;
+    out.write_all(b"{")?;
+    while let Some(top) = depth.checked_sub(1).and_then(|d| levels.get_mut(d)) {
+        let Some(offset) = top.order.offsets().nth(usize::from(top.next)) else {
+            out.write_all(b"}")?;
+            depth = depth.saturating_sub(1);
+            continue;
+        };
+        let separator = top.next > 0;
+        top.next = top.next.saturating_add(1);
+        let object = top.object;
+        let Some(member) = emit_member_head(out, &object, offset, separator)? else {
+            continue;
+        };
+        // Members of the object at level `depth` have `budget - depth` left.
+        let left = budget.saturating_sub(u32::try_from(depth).unwrap_or(u32::MAX));
+        if left > 0 && needs_reordering(&member) {
+            let order = qdict::small_order(&member);
+            if let (Some(order), Some(slot)) = (order, levels.get_mut(depth)) {
+                *slot = Level {
+                    object: member,
+                    order,
+                    next: 0,
+                };
+                depth = depth.saturating_add(1);
+                out.write_all(b"{")?;
+                continue;
+            }
+        }
+        emit_value(out, &member, left)?;
+    }
+    Ok(())
+}
+
+/// Objects [`emit_reordered`] keeps in one frame; deeper ones start another
+/// (fewer than [`REORDER_DEPTH`], so that objects inside arrays, which
+/// start a frame each, cost little).
+const LEVELS: usize = 4;
+
+/// One object being written by [`emit_reordered`].
+#[derive(Clone, Copy)]
+struct Level<'a> {
+    object: Value<'a>,
+    order: qdict::SmallOrder,
+    next: u8,
+}
+
+/// The separator and `"key": ` of the member at `offset` of `object`;
+/// returns the member's value.
+#[inline(never)]
+fn emit_member_head<'a, W: Write + ?Sized>(
+    out: &mut W,
+    object: &Value<'a>,
+    offset: usize,
+    separator: bool,
+) -> Result<Option<Value<'a>>, W::Error> {
+    let Some((key, member)) = object.member_at(offset) else {
+        return Ok(None);
+    };
+    if separator {
+        out.write_all(b", ")?;
+    }
+    emit_key(out, &key)?;
+    Ok(Some(member))
+}
+
+/// `"key": `
+#[inline(never)]
+fn emit_key<W: Write + ?Sized>(out: &mut W, key: &JsonStr<'_>) -> Result<(), W::Error> {
+    escape_chars(out, key.chars())?;
+    out.write_all(b": ")
+}
+
+/// [`emit_reordered`] for objects too large for [`qdict::small_order`].
+#[inline(never)]
+fn emit_reordered_large<W: Write + ?Sized>(
     out: &mut W,
     value: &Value<'_>,
     budget: u32,
@@ -283,8 +374,7 @@ fn emit_reordered<W: Write + ?Sized>(
             out.write_all(b", ")?;
         }
         first = false;
-        escape_chars(out, key.chars())?;
-        out.write_all(b": ")?;
+        emit_key(out, &key)?;
         emit_value(out, &member, budget.saturating_sub(1))
     })?;
     out.write_all(b"}")
