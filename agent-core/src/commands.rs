@@ -50,7 +50,6 @@ impl Commands for CoreCommands {
         TABLE.into_iter()
     }
 
-    #[inline(never)]
     fn call<W: Write + ?Sized>(
         &mut self,
         name: &str,

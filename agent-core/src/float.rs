@@ -348,7 +348,6 @@ pub fn parse(text: &[u8]) -> Option<f64> {
 }
 
 /// The `f64` nearest to `num / den` (+ a little, if `sticky`).
-#[inline(never)]
 fn round_quotient<const N: usize>(num: &mut Big<N>, den: &mut Big<N>, sticky: bool) -> f64 {
     // Scale so that the quotient has 56 or 57 bits: num / den = q × 2^scale.
     let shift = num.bit_len() as i32 - den.bit_len() as i32 - 56;

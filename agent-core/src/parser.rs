@@ -179,9 +179,6 @@ pub fn validate(input: &[u8]) -> Result<(), ParseError<'_>> {
     validate_with(input, KeySets::new())
 }
 
-// Not inlined: its scratch (the container stack and the key sets) would
-// otherwise stay in the dispatcher's frame while the command runs.
-#[inline(never)]
 fn validate_with(input: &[u8], mut keys: KeySets) -> Result<(), ParseError<'_>> {
     let structural = check_structure(input, &mut keys).err();
     match structural {
