@@ -13,6 +13,7 @@
 //! |---|---|
 //! | [`lexer`] | QEMU's token grammar byte by byte, error recovery |
 //! | [`framer`] | one top-level value into the caller's buffer; limits |
+//! | [`spill`] | long `arguments` strings streamed to the adapter |
 //! | [`parser`] | QEMU's grammar checks on a framed value |
 //! | [`json`] | zero-copy views: tokens, values, strings, numbers |
 //! | [`envelope`] | `execute` / `arguments` / `id` and their errors |
@@ -34,6 +35,11 @@
 //! agent.feed(b"{\"execute\": \"guest-ping\", \"id\": 1}\n", &mut out).unwrap();
 //! assert_eq!(out, b"{\"return\": {}, \"id\": 1}\n");
 //! ```
+//!
+//! Feature `speed` (enabled by agent-linux) spends about 1.4 KiB more code
+//! on fewer instructions per request: accepted requests are re-read
+//! without the lexer, and duplicate keys of small objects are found in the
+//! parser's first pass. Answers are the same with or without it.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
