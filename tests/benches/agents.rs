@@ -468,28 +468,6 @@ fn measure(
     }
 }
 
-/// Standard base64, for the write requests.
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Send one request line, read one reply line, return it parsed.
 fn call(stream: &mut UnixStream, request: &str) -> serde_json::Value {
     serde_json::from_slice(&call_raw(stream, request)).expect("JSON reply")
@@ -531,14 +509,7 @@ fn file_transfers(server: &Server, pid: u32) -> Transfers {
     const READ: usize = 48 << 20;
     let dir = server.socket.parent().unwrap().to_path_buf();
     let source = dir.join("read-me");
-    let mut data = vec![0u8; READ];
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    for b in data.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
+    let data = tests::pattern(READ, 0x9E37_79B9_7F4A_7C15);
     std::fs::write(&source, &data).unwrap();
     let mut stream = UnixStream::connect(&server.socket).unwrap();
     let open = |stream: &mut UnixStream, path: &Path, mode: &str| {
@@ -553,7 +524,7 @@ fn file_transfers(server: &Server, pid: u32) -> Transfers {
     let reply: serde_json::Value = serde_json::from_slice(&raw).expect("JSON reply");
     assert_eq!(reply["return"]["count"].as_u64(), Some(READ as u64));
     assert!(
-        reply["return"]["buf-b64"].as_str() == Some(base64(&data).as_str()),
+        reply["return"]["buf-b64"].as_str() == Some(tests::base64(&data).as_str()),
         "read data differ"
     );
     drop((raw, reply));
@@ -564,7 +535,7 @@ fn file_transfers(server: &Server, pid: u32) -> Transfers {
     let target = dir.join("written");
     let handle = open(&mut stream, &target, "w");
     let written = &data[..LARGEST_WRITE];
-    let request = format!("{{\"execute\":\"guest-file-write\",\"arguments\":{{\"handle\":{handle},\"buf-b64\":\"{}\"}}}}", base64(written));
+    let request = format!("{{\"execute\":\"guest-file-write\",\"arguments\":{{\"handle\":{handle},\"buf-b64\":\"{}\"}}}}", tests::base64(written));
     let t = Instant::now();
     let reply = call(&mut stream, &request);
     let write_s = t.elapsed().as_secs_f64();
