@@ -298,7 +298,7 @@ enum Rejection<'a> {
 /// Parse, check and look up a request: its parts, the command's name (in
 /// `name_buf`) and entry, and the policy in force. Not inlined, so that
 /// none of this work's scratch stays on the stack while the command runs.
-#[inline(never)]
+// x
 fn prepare<'a, 'p, C: Commands>(
     frame: &'a [u8],
     name_buf: &'a mut [u8; MAX_NAME],
@@ -332,7 +332,6 @@ fn prepare<'a, 'p, C: Commands>(
 }
 
 /// Answer a rejected request.
-#[inline(never)]
 fn reject<W: Write + ?Sized>(out: &mut W, rejection: Rejection<'_>) -> Result<(), W::Error> {
     match rejection {
         Rejection::Parse(error) => {
@@ -353,7 +352,6 @@ fn reject<W: Write + ?Sized>(out: &mut W, rejection: Rejection<'_>) -> Result<()
 /// `guest-info`: `{"version": ..., "supported_commands": [{"enabled": ...,
 /// "name": ..., "success-response": ...}, ...]}`, commands in reverse
 /// registration order.
-#[inline(never)]
 fn guest_info<C: Commands, W: Write + ?Sized>(
     commands: &C,
     policy: &Policy<'_>,

@@ -245,6 +245,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         if self.emitted {
             self.clear_message();
         }
+        let spilling = spill.is_some();
         let mut pos = 0usize;
         while let Some(rest) = input.get(pos..).filter(|rest| !rest.is_empty()) {
             let step = self.lexer.step(rest);
@@ -268,12 +269,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         Some(spill) => self.end_spilling(bytes, kind, spill),
                         None => self.store_token_bytes(bytes),
                     }
-                    if let Some(frame) = self.on_token(kind) {
+                    if let Some(frame) = self.on_token(kind, spilling) {
                         self.emitted = true;
                         if !matches!(frame, Pending::Value) {
                             self.abandon_spill(spill);
                         }
-                        return (pos, Some(self.frame(frame)));
+                        return (pos, Some(self.frame(frame, spilling)));
                     }
                 }
                 Lexeme::Error => {
@@ -288,7 +289,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     self.emitted = true;
                     return (
                         pos,
-                        Some(self.frame(Pending::Stray(bytes.last().copied().unwrap_or(0)))),
+                        Some(self.frame(Pending::Stray(bytes.last().copied().unwrap_or(0)), false)),
                     );
                 }
                 Lexeme::Oversized => {
@@ -296,7 +297,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     self.emitted = true;
                     return (
                         pos,
-                        Some(self.frame(Pending::Limit(FrameError::TokenSizeLimit))),
+                        Some(self.frame(Pending::Limit(FrameError::TokenSizeLimit), false)),
                     );
                 }
             }
@@ -479,7 +480,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     }
 
     /// QEMU's `json_message_process_token` for one complete token.
-    fn on_token(&mut self, kind: TokenKind) -> Option<Pending> {
+    /// `track`: follow `arguments` member paths (a spill is at hand).
+    fn on_token(&mut self, kind: TokenKind, track: bool) -> Option<Pending> {
         let token_len = core::mem::take(&mut self.token_len);
         match kind {
             TokenKind::LeftBrace => self.braces = self.braces.saturating_add(1),
@@ -499,7 +501,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
         self.tokens = self.tokens.saturating_add(1);
         self.token_bytes = self.token_bytes.saturating_add(token_len);
-        self.follow_path(kind, token_len);
+        if track {
+            self.follow_path(kind, token_len);
+        }
         let open = self.braces > 0 || self.brackets > 0;
         if open && self.braces >= 0 && self.brackets >= 0 {
             return None;
@@ -507,12 +511,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         Some(Pending::Value)
     }
 
-    fn frame(&self, pending: Pending) -> Frame<'_> {
+    /// The frame for `pending`; `spilling` says whether a spill was at
+    /// hand (only then can a string have been taken).
+    fn frame(&self, pending: Pending, spilling: bool) -> Frame<'_> {
         let stored = self.buf.as_ref().get(..self.len).unwrap_or_default();
         let complete = !self.overflowed;
         match pending {
             Pending::Value if complete => match self.spill {
-                SpillState::Taken { at } => Frame::Spilled { value: stored, at },
+                SpillState::Taken { at } if spilling => Frame::Spilled { value: stored, at },
                 _ => Frame::Value(stored),
             },
             Pending::Value => Frame::Error(FrameError::TooLarge {

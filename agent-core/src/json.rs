@@ -512,6 +512,17 @@ impl<'a> JsonStr<'a> {
     }
 
     /// The string's bytes as QEMU stores them (modified UTF-8), one at a time.
+    #[cfg(not(feature = "speed"))]
+    pub fn bytes(&self) -> impl Iterator<Item = u8> + Clone + 'a {
+        self.chars().flat_map(|ch| {
+            let mut buf = [0u8; 4];
+            let len = unicode::encode_mod_utf8(ch, &mut buf).len();
+            buf.into_iter().take(len)
+        })
+    }
+
+    /// The string's bytes as QEMU stores them (modified UTF-8), one at a time.
+    #[cfg(feature = "speed")]
     pub fn bytes(&self) -> impl Iterator<Item = u8> + Clone + 'a {
         // Plain ASCII decodes to itself; anything else is decoded.
         let (plain, chars) = match self.plain() {
@@ -630,12 +641,10 @@ pub struct StrChars<'a> {
 }
 
 fn hex4(bytes: &[u8]) -> Option<u32> {
-    let digits = bytes.get(..4)?;
-    let text = core::str::from_utf8(digits).ok()?;
-    if !digits.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    u32::from_str_radix(text, 16).ok()
+    bytes.get(..4)?.iter().try_fold(0u32, |acc, &b| {
+        let digit = char::from(b).to_digit(16)?;
+        Some((acc << 4) | digit)
+    })
 }
 
 impl Iterator for StrChars<'_> {

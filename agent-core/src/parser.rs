@@ -179,6 +179,7 @@ pub fn validate(input: &[u8]) -> Result<(), ParseError<'_>> {
     validate_with(input, KeySets::new())
 }
 
+#[inline(never)]
 fn validate_with(input: &[u8], mut keys: KeySets) -> Result<(), ParseError<'_>> {
     let structural = check_structure(input, &mut keys).err();
     match structural {
@@ -318,7 +319,8 @@ fn check_structure<'a>(input: &'a [u8], keys: &mut KeySets) -> Result<(), Locate
     let mut expect = Expect::Value;
     // A member's value just ended: was its key a repeat?
     let repeated = |keys: &KeySets, stack: &Stack, expect: Expect| {
-        expect == Expect::SeparatorOrClose
+        cfg!(feature = "speed")
+            && expect == Expect::SeparatorOrClose
             && keys.pending == Some(stack.depth)
             && stack.top_is_object()
     };
@@ -370,7 +372,7 @@ fn check_structure<'a>(input: &'a [u8], keys: &mut KeySets) -> Result<(), Locate
                         if !stack.push(object) {
                             return Err(fail(ParseError::ExpectingValue, Some(token), &tokens));
                         }
-                        if object {
+                        if object && cfg!(feature = "speed") {
                             keys.open(stack.depth);
                         }
                         expect = if object {

@@ -88,17 +88,12 @@ impl SmallOrder {
     }
 }
 
-/// The order of `object`'s members, if it has at most [`SMALL`] of them;
-/// `None` for larger objects (see [`for_each_member`]).
+/// The order of `object`'s members, if it has at most [`SMALL`] of them
+/// (`None` for larger objects, see [`for_each_member`]), and its first
+/// member (so that a lone member needs no second look).
 #[inline(never)]
-pub(crate) fn small_order(object: &Value<'_>) -> Option<SmallOrder> {
-    small_order_and_first(object).map(|(order, _)| order)
-}
-
-/// [`small_order`], and the first member (so that a lone member needs no
-/// second look).
 #[allow(clippy::type_complexity)]
-fn small_order_and_first<'a>(
+pub(crate) fn small_order<'a>(
     object: &Value<'a>,
 ) -> Option<(SmallOrder, Option<(JsonStr<'a>, Value<'a>)>)> {
     // One walk noting where each member starts, then a selection in
@@ -152,7 +147,7 @@ pub fn for_each_member<'a, E>(
     object: &Value<'a>,
     mut f: impl FnMut(JsonStr<'a>, Value<'a>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let Some((order, first)) = small_order_and_first(object) else {
+    let Some((order, first)) = small_order(object) else {
         // One copy of the large-object walk serves every caller: it takes
         // a `dyn` callback that says whether to go on.
         let mut result = Ok(());
@@ -181,7 +176,7 @@ pub fn for_each_member<'a, E>(
 // Not inlined: its scratch would otherwise sit in every level of a nested
 // id's reordering, not only in the (rare) large objects.
 #[inline(never)]
-fn for_each_member_large<'a>(
+pub(crate) fn for_each_member_large<'a>(
     object: &Value<'a>,
     f: &mut dyn FnMut(JsonStr<'a>, Value<'a>) -> bool,
 ) {

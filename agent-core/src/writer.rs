@@ -279,7 +279,7 @@ fn emit_reordered<W: Write + ?Sized>(
     value: &Value<'_>,
     budget: u32,
 ) -> Result<(), W::Error> {
-    let Some(order) = qdict::small_order(value) else {
+    let Some((order, _)) = qdict::small_order(value) else {
         return emit_reordered_large(out, value, budget);
     };
     let mut levels = [Level {
@@ -304,7 +304,7 @@ fn emit_reordered<W: Write + ?Sized>(
         // Members of the object at level `depth` have `budget - depth` left.
         let left = budget.saturating_sub(u32::try_from(depth).unwrap_or(u32::MAX));
         if left > 0 && needs_reordering(&member) {
-            let order = qdict::small_order(&member);
+            let order = qdict::small_order(&member).map(|(order, _)| order);
             if let (Some(order), Some(slot)) = (order, levels.get_mut(depth)) {
                 *slot = Level {
                     object: member,
@@ -361,7 +361,6 @@ fn emit_key<W: Write + ?Sized>(out: &mut W, key: &JsonStr<'_>) -> Result<(), W::
 }
 
 /// [`emit_reordered`] for objects too large for [`qdict::small_order`].
-#[inline(never)]
 fn emit_reordered_large<W: Write + ?Sized>(
     out: &mut W,
     value: &Value<'_>,
@@ -369,20 +368,22 @@ fn emit_reordered_large<W: Write + ?Sized>(
 ) -> Result<(), W::Error> {
     out.write_all(b"{")?;
     let mut first = true;
-    qdict::for_each_member(value, |key, member| {
-        if !first {
-            out.write_all(b", ")?;
-        }
+    let mut result = Ok(());
+    qdict::for_each_member_large(value, &mut |key, member| {
+        let separator = if first { &b""[..] } else { b", " };
         first = false;
-        emit_key(out, &key)?;
-        emit_value(out, &member, budget.saturating_sub(1))
-    })?;
+        result = out
+            .write_all(separator)
+            .and_then(|()| emit_key(out, &key))
+            .and_then(|()| emit_value(out, &member, budget.saturating_sub(1)));
+        result.is_ok()
+    });
+    result?;
     out.write_all(b"}")
 }
 
 /// A container streamed token by token; the input's separators are
 /// exactly where the output needs them.
-#[inline(never)]
 fn emit_streamed<W: Write + ?Sized>(
     out: &mut W,
     value: &Value<'_>,
