@@ -173,6 +173,8 @@ enum SpillState {
     /// Nothing spilled.
     #[default]
     None,
+    /// The spill refused the string being read: it is not offered again.
+    Declined,
     /// The string starting at `at` is going to the spill.
     Streaming { at: usize, stream: StringStream },
     /// The string was taken whole; its placeholder starts at `at`.
@@ -370,6 +372,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         let (head, rest) = bytes.split_at(limit.saturating_sub(self.token_len).min(bytes.len()));
         self.store_token_bytes(head);
         if self.overflowed || !self.begin_spill(spill) {
+            // Once per string: the rest of it stays in the buffer.
+            self.spill = SpillState::Declined;
             self.store_token_bytes(rest);
             return;
         }
@@ -414,6 +418,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// The end of a token, with a spill at hand.
     fn end_spilling(&mut self, bytes: &[u8], kind: TokenKind, spill: &mut dyn Spill) {
         let SpillState::Streaming { at, stream } = &mut self.spill else {
+            if matches!(self.spill, SpillState::Declined) {
+                // A later string may be offered.
+                self.spill = SpillState::None;
+            }
             self.store_token_bytes(bytes);
             return;
         };
@@ -449,7 +457,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 
     /// The message failed: whatever was spilled for it is of no use.
     fn abandon_spill(&mut self, spill: Option<&mut dyn Spill>) {
-        if !matches!(self.spill, SpillState::None) {
+        if !matches!(self.spill, SpillState::None | SpillState::Declined) {
             if let Some(spill) = spill {
                 spill.discard();
             }

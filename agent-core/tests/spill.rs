@@ -23,6 +23,7 @@ struct Collect {
     data: Vec<u8>,
     open: bool,
     begun: usize,
+    offered: usize,
 }
 
 impl Spill for Collect {
@@ -31,6 +32,7 @@ impl Spill for Collect {
     }
     fn begin(&mut self, key: JsonStr<'_>) -> bool {
         assert!(!self.open, "one string at a time");
+        self.offered += 1;
         if !key.eq_str("data") {
             return false;
         }
@@ -285,6 +287,29 @@ fn long_data_bypasses_the_buffer() {
     assert!(String::from_utf8(out)
         .unwrap()
         .contains("JSON request too large"));
+    // A string the spill refuses is offered once, not once per piece.
+    let other = format!(
+        r#"{{"execute":"test-digest","arguments":{{"other":"{}","data":""}}}}"#,
+        "x".repeat(600)
+    );
+    let mut declines = Agent::new(
+        vec![0u8; 1024],
+        (
+            CoreCommands::new(),
+            Digest {
+                spill: Some(Collect {
+                    threshold: 512,
+                    ..Collect::default()
+                }),
+            },
+        ),
+        Policy::new(),
+    );
+    let out = feed_in_pieces(&mut declines, other.as_bytes(), 7);
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .starts_with("{\"return\": {\"len\": 0"));
+    assert_eq!(declines.commands().1.spill.as_ref().unwrap().offered, 1);
     // A reset in the middle of a spilled string releases it.
     let mut out = Vec::new();
     agent.feed(&request.as_bytes()[..20_000], &mut out).unwrap();
