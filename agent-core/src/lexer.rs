@@ -450,11 +450,33 @@ const fn is_plain_string_byte(byte: u8, quote: u8) -> bool {
     byte >= 0x20 && byte <= 0xFD && byte != quote && byte != b'\\'
 }
 
+/// Feature `speed`: the length of the leading whole 64-byte blocks of
+/// `bytes` whose every byte `keep` accepts. Each block is checked by a
+/// branch-free fold, which compilers vectorise: long strings (a file's
+/// base64) are scanned at memory speed. Without the feature, 0, and the
+/// callers' eight-byte words do all the work.
+#[inline(always)]
+pub(crate) fn leading_blocks(bytes: &[u8], keep: impl Fn(u8) -> bool) -> usize {
+    #[cfg(feature = "speed")]
+    {
+        bytes
+            .chunks_exact(64)
+            .take_while(|block| block.iter().fold(true, |all, &b| all & keep(b)))
+            .count()
+            .saturating_mul(64)
+    }
+    #[cfg(not(feature = "speed"))]
+    {
+        let _ = (bytes, keep);
+        0
+    }
+}
+
 /// Length of the leading run of `bytes` that is ASCII without backslashes
 /// (string content the parser need not decode), eight bytes at a time.
 pub fn scan_plain_ascii(bytes: &[u8]) -> usize {
-    let mut done = 0usize;
-    for chunk in bytes.chunks_exact(8) {
+    let mut done = leading_blocks(bytes, |b| b != b'\\' && b < 0x80);
+    for chunk in bytes.get(done..).unwrap_or_default().chunks_exact(8) {
         let Ok(array) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
@@ -496,8 +518,8 @@ pub fn find_quote_or_backslash(bytes: &[u8], quote: u8) -> usize {
 /// Length of the leading run of `bytes` that needs no attention inside a
 /// string delimited by `quote`, scanned eight bytes at a time.
 pub fn scan_string_body(bytes: &[u8], quote: u8) -> usize {
-    let mut done = 0usize;
-    let mut words = bytes.chunks_exact(8);
+    let mut done = leading_blocks(bytes, |b| is_plain_string_byte(b, quote));
+    let mut words = bytes.get(done..).unwrap_or_default().chunks_exact(8);
     for chunk in &mut words {
         let Ok(array) = <[u8; 8]>::try_from(chunk) else {
             break;
@@ -755,8 +777,10 @@ mod tests {
             for special in [
                 b'"', b'\'', b'\\', 0x00, 0x1F, 0xFE, 0xFF, 0x20, 0x7F, 0xFD, 0x80,
             ] {
-                for at in 0..20 {
-                    let mut bytes = vec![b'A'; 20];
+                // Past 128 bytes, so that the 64-byte blocks of feature
+                // `speed` stop at every place of a block.
+                for at in 0..200 {
+                    let mut bytes = vec![b'A'; 200];
                     bytes[at] = special;
                     let expect = bytes
                         .iter()
@@ -767,6 +791,11 @@ mod tests {
                         expect,
                         "special {special:#x} at {at}"
                     );
+                    let ascii = bytes
+                        .iter()
+                        .take_while(|&&b| b != b'\\' && b < 0x80)
+                        .count();
+                    assert_eq!(scan_plain_ascii(&bytes), ascii, "{special:#x} at {at}");
                 }
             }
         }

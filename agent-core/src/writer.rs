@@ -638,6 +638,9 @@ const fn word_is_safe(word: u64) -> bool {
 /// How many bytes at the start of `bytes` can be written as they are:
 /// eight at a time, then one at a time.
 fn safe_prefix(bytes: &[u8]) -> usize {
+    // A file read's base64 is all safe: 64-byte blocks first (`speed`).
+    let blocks = crate::lexer::leading_blocks(bytes, is_safe);
+    let bytes = bytes.get(blocks..).unwrap_or_default();
     let words = bytes
         .chunks_exact(8)
         .take_while(|chunk| {
@@ -646,7 +649,9 @@ fn safe_prefix(bytes: &[u8]) -> usize {
         .count();
     let start = words.saturating_mul(8);
     let tail = bytes.get(start..).unwrap_or_default();
-    start.saturating_add(tail.iter().take_while(|&&b| is_safe(b)).count())
+    blocks
+        .saturating_add(start)
+        .saturating_add(tail.iter().take_while(|&&b| is_safe(b)).count())
 }
 
 fn escape_body_bytes<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> Result<(), W::Error> {
@@ -796,6 +801,14 @@ mod tests {
             one[5] = b;
             assert_eq!(word_is_safe(u64::from_le_bytes(one)), is_safe(b), "{b}");
             assert_eq!(safe_prefix(&one), if is_safe(b) { 8 } else { 5 });
+            // Every place of the 64-byte blocks (feature `speed`) and of
+            // the words after them.
+            for at in [0, 1, 7, 8, 63, 64, 65, 127, 128, 150, 199] {
+                let mut long = [b'a'; 200];
+                long[at] = b;
+                let expected = if is_safe(b) { 200 } else { at };
+                assert_eq!(safe_prefix(&long), expected, "{b} at {at}");
+            }
         }
     }
 
