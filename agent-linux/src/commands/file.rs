@@ -41,7 +41,6 @@ use std::path::{Path, PathBuf};
 use agent_core::args::{Args, CommandError, LargeStr};
 use agent_core::json::ValueKind;
 use agent_core::response::{ErrorClass, Replied, Reply};
-use base64::Engine as _;
 use embedded_io::Write;
 use rustix::fs::{Mode, OFlags};
 
@@ -281,11 +280,10 @@ impl Base64Stream {
         w: &mut agent_core::writer::JsonWriter<'_, W>,
     ) -> Result<(), W::Error> {
         self.text
-            .resize(bytes.len().div_ceil(3).saturating_mul(4), 0);
-        let n = base64::engine::general_purpose::STANDARD
-            .encode_slice(bytes, &mut self.text)
-            .unwrap_or(0);
-        w.string_chunk(self.text.get(..n).unwrap_or_default())
+            .resize(base64_simd::STANDARD.encoded_length(bytes.len()), 0);
+        let text =
+            base64_simd::STANDARD.encode(bytes, base64_simd::Out::from_slice(&mut self.text));
+        w.string_chunk(text)
     }
 
     fn push<W: Write + ?Sized>(
