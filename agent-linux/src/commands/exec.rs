@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use agent_core::args::{Args, CommandError};
 use agent_core::json::ValueKind;
-use base64::Engine as _;
 use rustix::event::{PollFd, PollFlags};
 
 use super::error::{strerror, CmdResult};
@@ -352,8 +351,7 @@ impl Children {
             return Ok(Obj::new().bool("exited", false).into());
         };
         let b64 = |c: &Captured| {
-            (!c.data.is_empty())
-                .then(|| Out::Str(base64::engine::general_purpose::STANDARD.encode(&c.data)))
+            (!c.data.is_empty()).then(|| Out::Str(base64_simd::STANDARD.encode_to_string(&c.data)))
         };
         let result = Obj::new()
             .bool("exited", true)
@@ -387,6 +385,7 @@ impl Children {
 mod tests {
     use super::super::testing::Harness;
     use super::*;
+    use base64::Engine as _;
 
     fn run(t: &mut Harness, args: &str) -> serde_json::Value {
         let v = t.json(&format!(

@@ -256,6 +256,7 @@ impl Spill for Stage {
 mod tests {
     use super::*;
     use crate::commands::file::decode_base64;
+    use base64::Engine as _;
 
     fn decode_in_pieces(input: &[u8], step: usize) -> Option<Vec<u8>> {
         let mut d = Base64Decoder::new();
