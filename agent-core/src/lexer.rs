@@ -450,33 +450,67 @@ const fn is_plain_string_byte(byte: u8, quote: u8) -> bool {
     byte >= 0x20 && byte <= 0xFD && byte != quote && byte != b'\\'
 }
 
-/// Feature `speed`: the length of the leading whole 64-byte blocks of
-/// `bytes` whose every byte `keep` accepts. Each block is checked by a
-/// branch-free fold, which compilers vectorise: long strings (a file's
-/// base64) are scanned at memory speed. Without the feature, 0, and the
-/// callers' eight-byte words do all the work.
+/// The length of the leading run of `bytes` whose every byte `keep`
+/// accepts, where `words` finds such a run (eight bytes at a time).
+///
+/// With feature `speed`, a run that goes past 64 bytes goes on in whole
+/// 64-byte blocks, each checked by a branch-free fold that compilers
+/// vectorise: long strings (a file's base64) are scanned at memory speed,
+/// while short ones cost no more than the words.
 #[inline(always)]
-pub(crate) fn leading_blocks(bytes: &[u8], keep: impl Fn(u8) -> bool) -> usize {
+pub(crate) fn plain_run(
+    bytes: &[u8],
+    words: impl Fn(&[u8]) -> usize,
+    keep: impl Fn(u8) -> bool,
+) -> usize {
     #[cfg(feature = "speed")]
     {
-        bytes
-            .chunks_exact(64)
-            .take_while(|block| block.iter().fold(true, |all, &b| all & keep(b)))
-            .count()
-            .saturating_mul(64)
+        // A short input (a small request's rest) is scanned as it is.
+        let Some(first) = bytes.get(..BLOCK).filter(|_| bytes.len() > 2 * BLOCK) else {
+            return words(bytes);
+        };
+        let head = words(first);
+        if head < BLOCK {
+            return head;
+        }
+        long_run(bytes, words, keep)
     }
     #[cfg(not(feature = "speed"))]
     {
-        let _ = (bytes, keep);
-        0
+        let _ = keep;
+        words(bytes)
     }
+}
+
+/// Bytes per block of [`plain_run`]'s long runs.
+#[cfg(feature = "speed")]
+const BLOCK: usize = 64;
+
+/// [`plain_run`] past its first [`BLOCK`] bytes, which were all kept: whole
+/// blocks, then words (not inlined: short runs never get here).
+#[cfg(feature = "speed")]
+#[inline(never)]
+fn long_run(bytes: &[u8], words: impl Fn(&[u8]) -> usize, keep: impl Fn(u8) -> bool) -> usize {
+    let rest = bytes.get(BLOCK..).unwrap_or_default();
+    let blocks = rest
+        .chunks_exact(BLOCK)
+        .take_while(|block| block.iter().fold(true, |all, &b| all & keep(b)))
+        .count()
+        .saturating_mul(BLOCK);
+    let tail = rest.get(blocks..).unwrap_or_default();
+    BLOCK.saturating_add(blocks).saturating_add(words(tail))
 }
 
 /// Length of the leading run of `bytes` that is ASCII without backslashes
 /// (string content the parser need not decode), eight bytes at a time.
+#[inline]
 pub fn scan_plain_ascii(bytes: &[u8]) -> usize {
-    let mut done = leading_blocks(bytes, |b| b != b'\\' && b < 0x80);
-    for chunk in bytes.get(done..).unwrap_or_default().chunks_exact(8) {
+    plain_run(bytes, plain_ascii_words, |b| b != b'\\' && b < 0x80)
+}
+
+fn plain_ascii_words(bytes: &[u8]) -> usize {
+    let mut done = 0usize;
+    for chunk in bytes.chunks_exact(8) {
         let Ok(array) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
@@ -517,9 +551,18 @@ pub fn find_quote_or_backslash(bytes: &[u8], quote: u8) -> usize {
 
 /// Length of the leading run of `bytes` that needs no attention inside a
 /// string delimited by `quote`, scanned eight bytes at a time.
+#[inline]
 pub fn scan_string_body(bytes: &[u8], quote: u8) -> usize {
-    let mut done = leading_blocks(bytes, |b| is_plain_string_byte(b, quote));
-    let mut words = bytes.get(done..).unwrap_or_default().chunks_exact(8);
+    plain_run(
+        bytes,
+        |b| string_body_words(b, quote),
+        |b| is_plain_string_byte(b, quote),
+    )
+}
+
+fn string_body_words(bytes: &[u8], quote: u8) -> usize {
+    let mut done = 0usize;
+    let mut words = bytes.chunks_exact(8);
     for chunk in &mut words {
         let Ok(array) = <[u8; 8]>::try_from(chunk) else {
             break;

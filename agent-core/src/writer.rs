@@ -638,9 +638,11 @@ const fn word_is_safe(word: u64) -> bool {
 /// How many bytes at the start of `bytes` can be written as they are:
 /// eight at a time, then one at a time.
 fn safe_prefix(bytes: &[u8]) -> usize {
-    // A file read's base64 is all safe: 64-byte blocks first (`speed`).
-    let blocks = crate::lexer::leading_blocks(bytes, is_safe);
-    let bytes = bytes.get(blocks..).unwrap_or_default();
+    // A file read's base64 is all safe: long runs go on in 64-byte blocks.
+    crate::lexer::plain_run(bytes, safe_words, is_safe)
+}
+
+fn safe_words(bytes: &[u8]) -> usize {
     let words = bytes
         .chunks_exact(8)
         .take_while(|chunk| {
@@ -649,9 +651,7 @@ fn safe_prefix(bytes: &[u8]) -> usize {
         .count();
     let start = words.saturating_mul(8);
     let tail = bytes.get(start..).unwrap_or_default();
-    blocks
-        .saturating_add(start)
-        .saturating_add(tail.iter().take_while(|&&b| is_safe(b)).count())
+    start.saturating_add(tail.iter().take_while(|&&b| is_safe(b)).count())
 }
 
 fn escape_body_bytes<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> Result<(), W::Error> {
