@@ -10,8 +10,9 @@
 //! Figures: sequential `guest-ping` round trips per second with client and
 //! server pinned to one CPU; pipelined `guest-ping` requests per second;
 //! server CPU time per request under the pipelined load; latency of
-//! `guest-sync-delimited` (p50/p99); time from process start to the first
-//! answer; resident memory idle and at peak.
+//! `guest-sync-delimited` (p50/p99, all servers sampled in turns); time
+//! from process start to the first answer; resident memory idle and at
+//! peak; 48 MiB file reads and a write.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -74,10 +75,9 @@ fn main() {
             *name == "echo ceiling",
             sequential_n,
             pipelined_n,
-            latency_n,
         ));
     }
-    // guest-sync-delimited latency once more, all servers up and their
+    // guest-sync-delimited latency, all servers up and their
     // samples interleaved, so that each is compared with the echo ceiling
     // under the same machine conditions (a shared machine drifts by more
     // than the 1 µs the target allows between one server's turn and the
@@ -405,13 +405,7 @@ fn server_pid(server: &Server) -> u32 {
     server.child.id()
 }
 
-fn measure(
-    argv: &[String],
-    is_echo: bool,
-    sequential_n: usize,
-    pipelined_n: usize,
-    latency_n: usize,
-) -> Figures {
+fn measure(argv: &[String], is_echo: bool, sequential_n: usize, pipelined_n: usize) -> Figures {
     let tag = if is_echo { 0 } else { argv[0].len() };
     let (server, startup) = start(argv, tag);
     let pid = server_pid(&server);
@@ -432,23 +426,6 @@ fn measure(
     }
     let sequential_per_s = sequential_n as f64 / t.elapsed().as_secs_f64();
 
-    // guest-sync-delimited latency.
-    let (sync_p50_us, sync_p99_us) = {
-        let mut samples = Vec::with_capacity(latency_n);
-        for i in 0..latency_n {
-            let request =
-                format!("{{\"execute\":\"guest-sync-delimited\",\"arguments\":{{\"id\":{i}}}}}\n");
-            let t = Instant::now();
-            stream.write_all(request.as_bytes()).unwrap();
-            read_replies(&mut stream, 1);
-            samples.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        samples.sort_by(f64::total_cmp);
-        (
-            samples.get(samples.len() / 2).copied(),
-            samples.get(samples.len() * 99 / 100).copied(),
-        )
-    };
     unpin();
     drop(stream);
 
@@ -479,8 +456,9 @@ fn measure(
         sequential_per_s,
         pipelined_per_s: pipelined_n as f64 / elapsed,
         cpu_us_per_request: cpu * 1e6 / pipelined_n as f64,
-        sync_p50_us,
-        sync_p99_us,
+        // Filled in by the interleaved phase.
+        sync_p50_us: None,
+        sync_p99_us: None,
         startup_ms: startup.as_secs_f64() * 1e3,
         rss_idle_kib,
         rss_peak_kib,
