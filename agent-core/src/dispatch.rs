@@ -296,16 +296,14 @@ enum Rejection<'a> {
 }
 
 /// Parse, check and look up a request: its parts, the command's name (in
-/// `name_buf`) and entry, and the policy in force. Not inlined, so that
-/// none of this work's scratch stays on the stack while the command runs.
-// x
+/// `name_buf`) and entry, and the policy in force.
 fn prepare<'a, 'p, C: Commands>(
     frame: &'a [u8],
     name_buf: &'a mut [u8; MAX_NAME],
     commands: &C,
     policy: &Policy<'p>,
 ) -> Result<(Request<'a>, &'a str, CommandInfo, Policy<'p>), Rejection<'a>> {
-    parser::validate(frame).map_err(Rejection::Parse)?;
+    parser::validate_framed(frame).map_err(Rejection::Parse)?;
     // Cannot fail after validation; answer like the parser would.
     let value =
         Value::of_validated(frame).ok_or(Rejection::Parse(parser::ParseError::ExpectingValue))?;

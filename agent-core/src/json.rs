@@ -103,20 +103,7 @@ impl<'a> Tokens<'a> {
                     }
                 }
             }
-            b'-' | b'0'..=b'9' => {
-                let n = after
-                    .iter()
-                    .take_while(|&&b| matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
-                    .count();
-                let text = tail.get(..n.saturating_add(1)).unwrap_or_default();
-                let float = text.iter().any(|&b| matches!(b, b'.' | b'e' | b'E'));
-                let kind = if float {
-                    TokenKind::Float
-                } else {
-                    TokenKind::Integer
-                };
-                (kind, n.saturating_add(1))
-            }
+            b'-' | b'0'..=b'9' => number_token(tail),
             b'a'..=b'z' => {
                 let n = after.iter().take_while(|b| b.is_ascii_lowercase()).count();
                 (TokenKind::Keyword, n.saturating_add(1))
@@ -152,6 +139,51 @@ impl<'a> Tokens<'a> {
             *self = ahead;
         }
     }
+}
+
+/// The kind and length of the number token at the start of `tail`, in
+/// input the lexer accepted: the lexer's number grammar, taken greedily
+/// (`-`? then `0` or digits; a fraction; an exponent, which a bare `0`
+/// cannot take: the lexer ends `0e5` after the `0`). Other input gives a
+/// meaningless answer, never a panic.
+#[cfg(feature = "speed")]
+fn number_token(tail: &[u8]) -> (TokenKind, usize) {
+    let digits = |from: usize| {
+        from.saturating_add(
+            tail.get(from..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count(),
+        )
+    };
+    let at = |i: usize| tail.get(i).copied().unwrap_or(0);
+    let mut end = usize::from(at(0) == b'-');
+    let zero = at(end) == b'0';
+    end = if zero {
+        end.saturating_add(1)
+    } else {
+        digits(end)
+    };
+    let mut float = false;
+    if at(end) == b'.' {
+        float = true;
+        end = digits(end.saturating_add(1));
+    }
+    if matches!(at(end), b'e' | b'E') && (float || !zero) {
+        float = true;
+        end = end.saturating_add(1);
+        if matches!(at(end), b'+' | b'-') {
+            end = end.saturating_add(1);
+        }
+        end = digits(end);
+    }
+    let kind = if float {
+        TokenKind::Float
+    } else {
+        TokenKind::Integer
+    };
+    (kind, end.max(1))
 }
 
 impl<'a> Iterator for Tokens<'a> {
@@ -712,6 +744,10 @@ mod tests {
             Just("\"\"".to_string()),
             Just("0123".to_string()),
             Just("1true".to_string()),
+            Just("0e5".to_string()),
+            Just("1-2".to_string()),
+            Just("1e5e".to_string()),
+            Just("-0.0E+1".to_string()),
         ];
         let ws = prop_oneof![Just(""), Just(" "), Just("\n\t "), Just("\r\n")];
         leaf.prop_recursive(4, 48, 6, move |inner| {
@@ -746,6 +782,95 @@ mod tests {
                 proptest::prop_assert_eq!(quick, full, "{}", text);
             }
         }
+    }
+
+    /// Token soup: any tokens, with or without whitespace between them,
+    /// including numbers that touch what follows (`1-2`, `0e5`, `1e5e`).
+    #[cfg(feature = "speed")]
+    fn soup() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let token = prop_oneof![
+            Just("{"),
+            Just("}"),
+            Just("["),
+            Just("]"),
+            Just(":"),
+            Just(","),
+            Just("0"),
+            Just("-0"),
+            Just("12"),
+            Just("-3"),
+            Just("0.5"),
+            Just("1.25e-3"),
+            Just("7E+2"),
+            Just("0e5"),
+            Just("1e5"),
+            Just("e"),
+            Just("true"),
+            Just("nul"),
+            Just("x"),
+            Just(r#""a\"b""#),
+            Just(r#"'q\'s'"#),
+            Just("\"\""),
+            Just(r#""\u00e9é""#),
+        ];
+        let ws = prop_oneof![Just(""), Just(""), Just(" "), Just("\n\t")];
+        proptest::collection::vec((token, ws), 0..24).prop_map(|v| {
+            v.into_iter()
+                .map(|(t, w)| format!("{t}{w}"))
+                .collect::<String>()
+        })
+    }
+
+    #[cfg(feature = "speed")]
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+        /// On input the lexer accepts whole (what the framer hands the
+        /// parser, accepted or not) the quick scan finds the lexer's
+        /// tokens.
+        #[test]
+        fn lexed_tokens_are_the_lexers(text in soup()) {
+            let input = text.as_bytes();
+            if lexes_whole(input) {
+                let full: Vec<Token<'_>> = Tokens::new(input).collect();
+                let quick: Vec<Token<'_>> = Tokens::of_valid(input).collect();
+                proptest::prop_assert_eq!(quick, full, "{}", text);
+            }
+        }
+
+        /// So the parser's verdict on such input is the same either way.
+        #[test]
+        fn framed_validation_is_validation(text in proptest::prop_oneof![soup(), text()]) {
+            let input = text.as_bytes();
+            if lexes_whole(input) {
+                proptest::prop_assert_eq!(
+                    crate::parser::validate_framed(input),
+                    crate::parser::validate(input),
+                    "{}",
+                    text
+                );
+            }
+        }
+    }
+
+    /// Whether the lexer takes all of `input` as whole tokens and
+    /// whitespace, without an error: what a frame is made of.
+    #[cfg(feature = "speed")]
+    fn lexes_whole(input: &[u8]) -> bool {
+        let mut lexer = crate::lexer::Lexer::new();
+        let mut rest = input;
+        let mut whitespace = 0;
+        while !rest.is_empty() {
+            let step = lexer.step(rest);
+            match step.lexeme {
+                Lexeme::Error | Lexeme::Oversized => return false,
+                Lexeme::Skipped => whitespace += step.consumed,
+                _ => {}
+            }
+            rest = rest.get(step.consumed..).unwrap_or_default();
+        }
+        let tokens: usize = Tokens::new(input).map(|t| t.text.len()).sum();
+        tokens + whitespace == input.len()
     }
 
     #[test]

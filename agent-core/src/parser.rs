@@ -176,12 +176,29 @@ impl Stack {
 
 /// Check `input`, one complete framed value, against QEMU's grammar.
 pub fn validate(input: &[u8]) -> Result<(), ParseError<'_>> {
-    validate_with(input, KeySets::new())
+    validate_with(input, KeySets::new(), false)
+}
+
+/// [`validate`] for a value the framer produced, which the lexer accepted
+/// whole: with feature `speed` its tokens are found by the quick scan
+/// (the same tokens, as a property test in `json` checks), not by the
+/// lexer a second time.
+pub(crate) fn validate_framed(input: &[u8]) -> Result<(), ParseError<'_>> {
+    validate_with(input, KeySets::new(), cfg!(feature = "speed"))
 }
 
 #[inline(never)]
-fn validate_with(input: &[u8], mut keys: KeySets) -> Result<(), ParseError<'_>> {
-    let structural = check_structure(input, &mut keys).err();
+fn validate_with<'a>(
+    input: &'a [u8],
+    mut keys: KeySets,
+    lexed: bool,
+) -> Result<(), ParseError<'a>> {
+    let tokens = if lexed {
+        Tokens::of_valid(input)
+    } else {
+        Tokens::new(input)
+    };
+    let structural = check_structure(input, tokens, &mut keys).err();
     match structural {
         // A duplicate found on the way is the first error: everything
         // before it was checked.
@@ -313,8 +330,11 @@ impl KeySets {
 }
 
 /// Everything but the duplicate keys `keys` does not track.
-fn check_structure<'a>(input: &'a [u8], keys: &mut KeySets) -> Result<(), Located<'a>> {
-    let mut tokens = Tokens::new(input);
+fn check_structure<'a>(
+    input: &'a [u8],
+    mut tokens: Tokens<'a>,
+    keys: &mut KeySets,
+) -> Result<(), Located<'a>> {
     let mut stack = Stack::new();
     let mut expect = Expect::Value;
     // A member's value just ended: was its key a repeat?
@@ -704,7 +724,7 @@ mod tests {
             for input in [text, cut] {
                 proptest::prop_assert_eq!(
                     validate(input),
-                    validate_with(input, KeySets::none()),
+                    validate_with(input, KeySets::none(), false),
                     "{}",
                     String::from_utf8_lossy(input)
                 );
