@@ -529,24 +529,33 @@ fn plain_ascii_words(bytes: &[u8]) -> usize {
 /// is already known to be valid.
 pub fn find_quote_or_backslash(bytes: &[u8], quote: u8) -> usize {
     let mut done = 0usize;
-    for chunk in bytes.chunks_exact(8) {
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
         let Ok(array) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
         let word = u64::from_le_bytes(array);
-        if has_zero_byte(word ^ ONES.wrapping_mul(quote as u64))
-            || has_zero_byte(word ^ ONES.wrapping_mul(b'\\' as u64))
-        {
-            break;
+        let hits = zero_bytes(word ^ ONES.wrapping_mul(quote as u64))
+            | zero_bytes(word ^ ONES.wrapping_mul(b'\\' as u64));
+        if hits != 0 {
+            // The lowest flag is exact: borrows only run upwards.
+            return done.saturating_add((hits.trailing_zeros() / 8) as usize);
         }
         done = done.saturating_add(8);
     }
-    let tail = bytes.get(done..).unwrap_or_default();
     done.saturating_add(
-        tail.iter()
+        words
+            .remainder()
+            .iter()
             .take_while(|&&b| b != quote && b != b'\\')
             .count(),
     )
+}
+
+/// The high bit of each zero byte of `word`, and perhaps of bytes above
+/// one (a borrow): the lowest flag set marks the first zero byte exactly.
+const fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(ONES) & !word & HIGHS
 }
 
 /// Length of the leading run of `bytes` that needs no attention inside a
@@ -839,6 +848,30 @@ mod tests {
                         .take_while(|&&b| b != b'\\' && b < 0x80)
                         .count();
                     assert_eq!(scan_plain_ascii(&bytes), ascii, "{special:#x} at {at}");
+                    // Also with a second stop after the first, and a
+                    // byte one above the quote before it (where a
+                    // borrow could raise a false flag).
+                    let mut two = bytes.clone();
+                    if at + 1 < two.len() {
+                        two[at + 1] = quote;
+                    }
+                    if at > 0 {
+                        two[at - 1] = quote.wrapping_add(1);
+                    }
+                    for input in [&bytes, &two] {
+                        for from in [0, 1, 3] {
+                            let input = &input[from..];
+                            let expected = input
+                                .iter()
+                                .take_while(|&&b| b != quote && b != b'\\')
+                                .count();
+                            assert_eq!(
+                                find_quote_or_backslash(input, quote),
+                                expected,
+                                "{special:#x} at {at} from {from}"
+                            );
+                        }
+                    }
                 }
             }
         }
