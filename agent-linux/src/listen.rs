@@ -63,7 +63,7 @@ pub fn serve_vsock<C: Commands>(agent: &mut Agent<'_, Vec<u8>, C>, path: &str) -
 }
 
 /// Bytes read from a client at a time.
-const READ_BYTES: usize = 64 << 10;
+const READ_BYTES: usize = 16 << 10;
 
 fn serve_client<C: Commands, S: io::Read + io::Write>(
     agent: &mut Agent<'_, Vec<u8>, C>,

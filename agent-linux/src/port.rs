@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 
 /// Replies are written out once this many bytes are pending.
-pub const BATCH_BYTES: usize = 64 << 10;
+pub const BATCH_BYTES: usize = 16 << 10;
 
 /// A buffer for [`Batched`]: allocate it once per connection, not per
 /// chunk (an allocation of this size is an mmap/munmap pair with musl's
