@@ -88,21 +88,13 @@ impl<'a> Tokens<'a> {
             b']' => (TokenKind::RightBracket, 1),
             b':' => (TokenKind::Colon, 1),
             b',' => (TokenKind::Comma, 1),
-            b'"' | b'\'' => {
-                let mut at = 1usize;
-                loop {
-                    let body = tail.get(at..).unwrap_or_default();
-                    at = at.saturating_add(crate::lexer::find_quote_or_backslash(body, first));
-                    match tail.get(at) {
-                        Some(&b'\\') => at = at.saturating_add(2),
-                        Some(_) => break (TokenKind::String, at.saturating_add(1)),
-                        None => {
-                            self.pos = input.len();
-                            return None;
-                        }
-                    }
+            b'"' | b'\'' => match string_len(tail) {
+                Some(len) => (TokenKind::String, len),
+                None => {
+                    self.pos = input.len();
+                    return None;
                 }
-            }
+            },
             b'-' | b'0'..=b'9' => number_token(tail),
             b'a'..=b'z' => {
                 let n = after.iter().take_while(|b| b.is_ascii_lowercase()).count();
@@ -153,6 +145,23 @@ impl<'a> Tokens<'a> {
     }
 }
 
+/// The length of the string token at the start of `tail` (its opening
+/// quote first), in input the lexer accepted: up to the matching quote,
+/// each backslash taking the byte after it. `None` if the input ends first.
+#[cfg(feature = "speed")]
+fn string_len(tail: &[u8]) -> Option<usize> {
+    let quote = *tail.first()?;
+    let mut at = 1usize;
+    loop {
+        let body = tail.get(at..).unwrap_or_default();
+        at = at.saturating_add(crate::lexer::find_quote_or_backslash(body, quote));
+        match tail.get(at)? {
+            b'\\' => at = at.saturating_add(2),
+            _ => return Some(at.saturating_add(1)),
+        }
+    }
+}
+
 /// Where the container whose opening bracket ends at `from` ends, in
 /// input the lexer accepted (feature `speed`): brackets are counted and
 /// strings skipped byte by byte, as the quick tokens would find them,
@@ -175,15 +184,10 @@ fn container_end(input: &[u8], from: usize) -> Option<usize> {
                     return Some(at.saturating_add(1));
                 }
             }
-            quote => loop {
-                at = at.saturating_add(1);
-                let body = input.get(at..)?;
-                at = at.saturating_add(crate::lexer::find_quote_or_backslash(body, quote));
-                match input.get(at)? {
-                    b'\\' => at = at.saturating_add(1),
-                    _ => break,
-                }
-            },
+            _ => {
+                at = at.saturating_add(string_len(input.get(at..)?)?);
+                continue;
+            }
         }
         at = at.saturating_add(1);
     }
