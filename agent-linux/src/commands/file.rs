@@ -471,6 +471,9 @@ impl Files {
                     StageError::InvalidBase64 => invalid_base64(),
                     StageError::Io(e) => Error::os("failed to stage the data to write", &e),
                     StageError::Empty => Error::msg("the data to write was lost"),
+                    StageError::Frozen => Error::msg(
+                        "the data to write arrived while filesystems were frozen and was dropped",
+                    ),
                 })?;
                 let len = usize::try_from(staged.len).unwrap_or(usize::MAX);
                 let count = check_count(len)?;

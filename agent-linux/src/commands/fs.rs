@@ -2,18 +2,18 @@
 //!
 //! The mounts are those of `<procfs>/self/mountinfo` backed by a block
 //! device (major number not 0, or btrfs), as qemu-ga lists them. Freezing
-//! uses the FIFREEZE/FITHAW ioctls, trimming FITRIM.
+//! and thawing are [`Freezer`]'s (FIFREEZE/FITHAW), trimming is FITRIM.
 
-use std::ffi::c_int;
 use std::fs::File;
 use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use agent_core::args::Args;
 
 use super::error::{strerror, CmdResult};
+use super::freeze::Freezer;
 use super::params::{opt_list, str_elem, text};
-use super::{CommandsConfig, Error, Obj, Out, SystemPaths};
+use super::{Error, Obj, Out, SystemPaths};
 
 /// One mounted filesystem.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,15 +96,13 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
     mounts
 }
 
-fn mounts<'a>(sys: &SystemPaths) -> Result<Vec<Mount>, Error<'a>> {
-    let path = sys.procfs.join("self/mountinfo");
+/// The block-device mounts of `<procfs>/self/mountinfo`.
+pub(crate) fn mounts<'a>(procfs: &Path) -> Result<Vec<Mount>, Error<'a>> {
+    let path = procfs.join("self/mountinfo");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::os(format!("failed to open {}", path.display()), &e))?;
     Ok(parse_mountinfo(&text))
 }
-
-const FIFREEZE: rustix::ioctl::Opcode = rustix::ioctl::opcode::read_write::<c_int>(b'X', 119);
-const FITHAW: rustix::ioctl::Opcode = rustix::ioctl::opcode::read_write::<c_int>(b'X', 120);
 
 /// `struct fstrim_range`.
 #[repr(C)]
@@ -117,22 +115,6 @@ struct FstrimRange {
 
 const FITRIM: rustix::ioctl::Opcode = rustix::ioctl::opcode::read_write::<FstrimRange>(b'X', 121);
 
-fn fifreeze(file: &File, thaw: bool) -> rustix::io::Result<()> {
-    let mut arg: c_int = 0;
-    // SAFETY: FIFREEZE and FITHAW are `_IOWR('X', 119/120, int)`; the
-    // kernel ignores the argument, which points to a live `c_int`.
-    unsafe {
-        if thaw {
-            rustix::ioctl::ioctl(file, rustix::ioctl::Updater::<FITHAW, c_int>::new(&mut arg))
-        } else {
-            rustix::ioctl::ioctl(
-                file,
-                rustix::ioctl::Updater::<FIFREEZE, c_int>::new(&mut arg),
-            )
-        }
-    }
-}
-
 fn fitrim(file: &File, range: &mut FstrimRange) -> rustix::io::Result<()> {
     // SAFETY: FITRIM is `_IOWR('X', 121, struct fstrim_range)`, which
     // `FstrimRange` lays out; the kernel reads and updates it in place.
@@ -144,141 +126,32 @@ fn fitrim(file: &File, range: &mut FstrimRange) -> rustix::io::Result<()> {
     }
 }
 
-/// Run the fsfreeze hook, if one is configured, with `arg`.
-fn run_hook<'a>(config: &CommandsConfig, arg: &str) -> Result<(), Error<'a>> {
-    let Some(hook) = &config.fsfreeze_hook else {
-        return Ok(());
+/// `guest-fsfreeze-status` → `"thawed"` | `"frozen"`.
+pub fn status<'a>(args: Args<'a>, freezer: &Freezer) -> CmdResult<'a> {
+    args.reject_unknown(&[])?;
+    Ok(Out::str(if freezer.is_frozen() {
+        "frozen"
+    } else {
+        "thawed"
+    }))
+}
+
+/// `guest-fsfreeze-freeze` / `guest-fsfreeze-freeze-list {mountpoints?}`
+/// → the number of filesystems frozen.
+pub fn freeze<'a>(args: Args<'a>, with_list: bool, freezer: &Freezer) -> CmdResult<'a> {
+    let wanted = if with_list {
+        opt_list(&args, "mountpoints", str_elem)?.map(|l| l.iter().map(text).collect::<Vec<_>>())
+    } else {
+        None
     };
-    if let Err(e) = rustix::fs::access(hook, rustix::fs::Access::EXEC_OK) {
-        return Err(Error::errno(
-            format!("can't access fsfreeze hook '{}'", hook.display()),
-            e,
-        ));
-    }
-    let status = std::process::Command::new(hook)
-        .arg(arg)
-        .stdin(std::process::Stdio::null())
-        .status()
-        .map_err(|e| Error::os("cannot spawn fsfreeze hook", &e))?;
-    match status.code() {
-        Some(0) => Ok(()),
-        Some(c) => Err(Error::msg(format!(
-            "fsfreeze hook has failed with status {c}"
-        ))),
-        None => Err(Error::msg("fsfreeze hook has terminated abnormally")),
-    }
+    args.reject_unknown(if with_list { &["mountpoints"] } else { &[] })?;
+    Ok(Out::Int(freezer.freeze(wanted.as_deref())?))
 }
 
-/// The agent's frozen state, kept in `<statedir>/qga.state.isfrozen`
-/// across restarts.
-pub struct FreezeState {
-    marker: PathBuf,
-    frozen: bool,
-}
-
-impl FreezeState {
-    /// The state a previous run left.
-    pub fn new(statedir: &Path) -> Self {
-        let marker = statedir.join("qga.state.isfrozen");
-        let frozen = marker.exists();
-        FreezeState { marker, frozen }
-    }
-
-    /// Whether filesystems are frozen.
-    pub fn is_frozen(&self) -> bool {
-        self.frozen
-    }
-
-    fn set_frozen(&mut self, frozen: bool) {
-        self.frozen = frozen;
-        if frozen {
-            let _ = File::create(&self.marker);
-        } else {
-            let _ = std::fs::remove_file(&self.marker);
-        }
-    }
-
-    /// `guest-fsfreeze-status` → `"thawed"` | `"frozen"`.
-    pub fn status<'a>(&self, args: Args<'a>) -> CmdResult<'a> {
-        args.reject_unknown(&[])?;
-        Ok(Out::str(if self.frozen { "frozen" } else { "thawed" }))
-    }
-
-    /// `guest-fsfreeze-freeze` / `guest-fsfreeze-freeze-list
-    /// {mountpoints?}` → the number of filesystems frozen.
-    pub fn freeze<'a>(
-        &mut self,
-        args: Args<'a>,
-        with_list: bool,
-        config: &CommandsConfig,
-    ) -> CmdResult<'a> {
-        let wanted = if with_list {
-            opt_list(&args, "mountpoints", str_elem)?
-                .map(|l| l.iter().map(text).collect::<Vec<_>>())
-        } else {
-            None
-        };
-        args.reject_unknown(if with_list { &["mountpoints"] } else { &[] })?;
-        run_hook(config, "freeze")?;
-        let mounts = mounts(&config.system)?;
-        self.set_frozen(true);
-        let mut frozen = 0i64;
-        for mount in mounts.iter().rev() {
-            if let Some(list) = &wanted {
-                if !list.contains(&mount.dir) {
-                    continue;
-                }
-            }
-            let result = File::open(&mount.dir)
-                .map_err(|e| Error::os(format!("failed to open {}", mount.dir), &e))
-                .and_then(|f| match fifreeze(&f, false) {
-                    Ok(()) => Ok(true),
-                    Err(rustix::io::Errno::OPNOTSUPP) => Ok(false),
-                    Err(e) => Err(Error::errno(format!("failed to freeze {}", mount.dir), e)),
-                });
-            match result {
-                Ok(true) => frozen += 1,
-                Ok(false) => {}
-                Err(e) => {
-                    let _ = self.thaw_all(&config.system);
-                    self.set_frozen(false);
-                    return Err(e);
-                }
-            }
-        }
-        if frozen == 0 {
-            self.set_frozen(false);
-        }
-        Ok(Out::Int(frozen))
-    }
-
-    fn thaw_all<'a>(&self, sys: &SystemPaths) -> Result<i64, Error<'a>> {
-        let mut thawed = 0i64;
-        for mount in mounts(sys)? {
-            let Ok(f) = File::open(&mount.dir) else {
-                continue;
-            };
-            // FITHAW fails once the filesystem is thawed; count each one
-            // that thawed at least once.
-            let mut counted = false;
-            while fifreeze(&f, true).is_ok() {
-                if !counted {
-                    thawed += 1;
-                    counted = true;
-                }
-            }
-        }
-        Ok(thawed)
-    }
-
-    /// `guest-fsfreeze-thaw` → the number of filesystems thawed.
-    pub fn thaw<'a>(&mut self, args: Args<'a>, config: &CommandsConfig) -> CmdResult<'a> {
-        args.reject_unknown(&[])?;
-        let thawed = self.thaw_all(&config.system)?;
-        self.set_frozen(false);
-        run_hook(config, "thaw")?;
-        Ok(Out::Int(thawed))
-    }
+/// `guest-fsfreeze-thaw` → the number of filesystems thawed.
+pub fn thaw<'a>(args: Args<'a>, freezer: &Freezer) -> CmdResult<'a> {
+    args.reject_unknown(&[])?;
+    Ok(Out::Int(freezer.thaw()?))
 }
 
 /// `guest-fstrim {minimum?}` → `{paths: [{path, trimmed?, minimum?,
@@ -287,7 +160,7 @@ pub fn fstrim<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
     let minimum = args.opt_int("minimum")?;
     args.reject_unknown(&["minimum"])?;
     let mut paths = Vec::new();
-    for mount in mounts(sys)? {
+    for mount in mounts(&sys.procfs)? {
         let entry = Obj::new().str("path", mount.dir.clone());
         let file = match File::open(&mount.dir) {
             Ok(f) => f,
@@ -329,7 +202,7 @@ pub fn fstrim<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
 pub fn get_fsinfo<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
     args.reject_unknown(&[])?;
     let mut list = Vec::new();
-    for mount in mounts(sys)? {
+    for mount in mounts(&sys.procfs)? {
         let devpath = sys
             .sysfs
             .join(format!("dev/block/{}:{}", mount.major, mount.minor));
@@ -369,6 +242,7 @@ pub fn get_fsinfo<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{config, Harness, TempDir};
+    use super::super::CommandsConfig;
     use super::*;
 
     const MOUNTINFO: &str = "\

@@ -15,6 +15,7 @@
 //! | [`file`] | `guest-file-{open,close,read,write,seek,flush}` |
 //! | [`stage`] | large guest-file-write data, staged as it arrives |
 //! | [`fs`] | `guest-fsfreeze-*`, `guest-fstrim`, `guest-get-fsinfo` |
+//! | [`freeze`] | the frozen state, its hook, thaw on exit, the auto-thaw watchdog |
 //! | [`network`] | `guest-network-get-interfaces` |
 //! | [`system`] | vcpus, memory blocks, host name, users, timezone, osinfo, load |
 //! | [`disks`] | `guest-get-disks` |
@@ -47,6 +48,7 @@ pub mod disks;
 pub mod error;
 pub mod exec;
 pub mod file;
+pub mod freeze;
 pub mod fs;
 pub mod network;
 pub mod out;
@@ -60,6 +62,8 @@ pub mod time;
 pub mod user;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use agent_core::args::Args;
 use agent_core::dispatch::{CommandInfo, Commands, DispatchError, FROZEN_ALLOWED};
@@ -177,6 +181,8 @@ pub struct CommandsConfig {
     pub statedir: PathBuf,
     /// qemu-ga's `-F`/`--fsfreeze-hook`, run with `freeze` / `thaw`.
     pub fsfreeze_hook: Option<PathBuf>,
+    /// How long the hook may run (`--fsfreeze-hook-timeout`).
+    pub fsfreeze_hook_timeout: Duration,
     /// Programs and system paths; [`SystemPaths::default`] in production.
     pub system: SystemPaths,
 }
@@ -187,6 +193,7 @@ impl CommandsConfig {
         CommandsConfig {
             statedir,
             fsfreeze_hook,
+            fsfreeze_hook_timeout: freeze::DEFAULT_HOOK_TIMEOUT,
             system: SystemPaths::default(),
         }
     }
@@ -198,7 +205,7 @@ pub struct LinuxCommands {
     config: CommandsConfig,
     files: file::Files,
     exec: exec::Children,
-    freeze: fs::FreezeState,
+    freeze: Arc<freeze::Freezer>,
     stage: stage::Stage,
 }
 
@@ -208,8 +215,15 @@ impl LinuxCommands {
     /// state).
     pub fn new(config: CommandsConfig) -> Self {
         let files = file::Files::new(&config.statedir);
-        let freeze = fs::FreezeState::new(&config.statedir);
-        let stage = stage::Stage::new(vec![std::env::temp_dir(), config.statedir.clone()]);
+        let hook = config.fsfreeze_hook.clone().map(|path| freeze::Hook {
+            path,
+            timeout: config.fsfreeze_hook_timeout,
+        });
+        let freeze = freeze::Freezer::new(&config.statedir, hook, &config.system);
+        let stage = stage::Stage::new(
+            vec![std::env::temp_dir(), config.statedir.clone()],
+            Arc::clone(&freeze),
+        );
         LinuxCommands {
             config,
             files,
@@ -225,6 +239,12 @@ impl LinuxCommands {
     /// its own commands.
     pub fn is_frozen(&self) -> bool {
         self.freeze.is_frozen()
+    }
+
+    /// The owner of the frozen state, for the daemon's logger, signal
+    /// thread, panic hook and watchdog.
+    pub fn freezer(&self) -> Arc<freeze::Freezer> {
+        Arc::clone(&self.freeze)
     }
 
     /// The configuration.
@@ -269,10 +289,10 @@ impl Commands for LinuxCommands {
             "guest-file-write" => self.files.write(args, &mut self.stage),
             "guest-file-seek" => self.files.seek(args),
             "guest-file-flush" => self.files.flush(args),
-            "guest-fsfreeze-status" => self.freeze.status(args),
-            "guest-fsfreeze-freeze" => self.freeze.freeze(args, false, &self.config),
-            "guest-fsfreeze-freeze-list" => self.freeze.freeze(args, true, &self.config),
-            "guest-fsfreeze-thaw" => self.freeze.thaw(args, &self.config),
+            "guest-fsfreeze-status" => fs::status(args, &self.freeze),
+            "guest-fsfreeze-freeze" => fs::freeze(args, false, &self.freeze),
+            "guest-fsfreeze-freeze-list" => fs::freeze(args, true, &self.freeze),
+            "guest-fsfreeze-thaw" => fs::thaw(args, &self.freeze),
             "guest-fstrim" => fs::fstrim(args, sys),
             "guest-suspend-disk" => power::suspend(args, power::SuspendMode::Disk, sys),
             "guest-suspend-ram" => power::suspend(args, power::SuspendMode::Ram, sys),

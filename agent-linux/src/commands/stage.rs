@@ -14,14 +14,23 @@
 //! The temporary file is `O_TMPFILE` in `$TMPDIR` (or `/tmp`), else in the
 //! state directory; it is dropped after each request. If none can be
 //! made, the string stays in the request buffer as any other.
+//!
+//! While filesystems are frozen nothing is written: `$TMPDIR` may be on a
+//! frozen filesystem, and a write there would block the agent until a thaw
+//! it could then never read. The stage still takes the string (so the
+//! request is read to its end and answered, by dispatch, with qemu-ga's
+//! "has been disabled" error, not "too large") but drops its bytes.
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write as _};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use agent_core::json::JsonStr;
 use agent_core::spill::Spill;
 use rustix::fs::{Mode, OFlags};
+
+use super::freeze::Freezer;
 
 /// `buf-b64` strings longer than this (1 MiB) are staged; shorter ones
 /// stay in the request buffer.
@@ -141,6 +150,8 @@ pub enum StageError {
     Io(io::Error),
     /// Nothing is staged (a bug: the request said otherwise).
     Empty,
+    /// The data arrived while filesystems were frozen and was dropped.
+    Frozen,
 }
 
 /// The agent's [`Spill`]: stages `buf-b64` strings in a temporary file.
@@ -148,12 +159,14 @@ pub enum StageError {
 pub struct Stage {
     /// Where temporary files may go, in order of preference.
     dirs: Vec<PathBuf>,
+    freezer: Arc<Freezer>,
     current: Option<Current>,
 }
 
 #[derive(Debug)]
 struct Current {
-    file: File,
+    /// `None`: dropping the data (it arrived while frozen).
+    file: Option<File>,
     decoder: Base64Decoder,
     out: Vec<u8>,
     written: u64,
@@ -162,10 +175,12 @@ struct Current {
 
 impl Current {
     fn flush(&mut self) {
-        if self.error.is_none() && !self.out.is_empty() {
-            match self.file.write_all(&self.out) {
-                Ok(()) => self.written += self.out.len() as u64,
-                Err(e) => self.error = Some(e),
+        if let (None, Some(file)) = (&self.error, self.file.as_mut()) {
+            if !self.out.is_empty() {
+                match file.write_all(&self.out) {
+                    Ok(()) => self.written += self.out.len() as u64,
+                    Err(e) => self.error = Some(e),
+                }
             }
         }
         self.out.clear();
@@ -173,10 +188,12 @@ impl Current {
 }
 
 impl Stage {
-    /// A stage that makes its files in the first of `dirs` that allows it.
-    pub fn new(dirs: Vec<PathBuf>) -> Self {
+    /// A stage that makes its files in the first of `dirs` that allows it,
+    /// and none while `freezer` says filesystems are frozen.
+    pub fn new(dirs: Vec<PathBuf>, freezer: Arc<Freezer>) -> Self {
         Stage {
             dirs,
+            freezer,
             current: None,
         }
     }
@@ -184,14 +201,17 @@ impl Stage {
     /// The staged data of the request being answered.
     pub fn take(&mut self) -> Result<Staged, StageError> {
         let mut current = self.current.take().ok_or(StageError::Empty)?;
+        if current.file.is_none() {
+            return Err(StageError::Frozen);
+        }
         if !current.decoder.is_valid() {
             return Err(StageError::InvalidBase64);
         }
         current.flush();
-        if let Some(e) = current.error {
+        if let Some(e) = current.error.take() {
             return Err(StageError::Io(e));
         }
-        let mut file = current.file;
+        let mut file = current.file.take().ok_or(StageError::Empty)?;
         file.seek(SeekFrom::Start(0)).map_err(StageError::Io)?;
         Ok(Staged {
             file,
@@ -218,12 +238,22 @@ impl Spill for Stage {
         if !key.eq_str("buf-b64") {
             return false;
         }
+        if self.freezer.is_frozen() {
+            self.current = Some(Current {
+                file: None,
+                decoder: Base64Decoder::new(),
+                out: Vec::new(),
+                written: 0,
+                error: None,
+            });
+            return true;
+        }
         let Some(file) = self.temporary_file() else {
             log::warn!("cannot stage a large guest-file-write: no temporary file");
             return false;
         };
         self.current = Some(Current {
-            file,
+            file: Some(file),
             decoder: Base64Decoder::new(),
             out: Vec::with_capacity(OUT_BYTES + BLOCK),
             written: 0,
@@ -236,6 +266,9 @@ impl Spill for Stage {
         let Some(current) = self.current.as_mut() else {
             return;
         };
+        if current.file.is_none() {
+            return;
+        }
         let mut rest = bytes;
         while !rest.is_empty() && current.decoder.is_valid() {
             let (piece, tail) = rest.split_at(rest.len().min(BLOCK));
@@ -313,7 +346,8 @@ mod tests {
     #[test]
     fn stages_in_a_temporary_file() {
         let dir = std::env::temp_dir();
-        let mut stage = Stage::new(vec![PathBuf::from("/nonexistent"), dir]);
+        let freezer = Freezer::new(&dir.join("no-such-statedir"), None, &Default::default());
+        let mut stage = Stage::new(vec![PathBuf::from("/nonexistent"), dir], freezer);
         assert!(!stage.begin(JsonStr::from_token(b"\"path\"")));
         assert!(matches!(stage.take(), Err(StageError::Empty)));
         assert!(stage.begin(JsonStr::from_token(b"\"buf-b64\"")));
@@ -333,5 +367,23 @@ mod tests {
         assert!(stage.begin(JsonStr::from_token(b"\"buf-b64\"")));
         stage.discard();
         assert!(matches!(stage.take(), Err(StageError::Empty)));
+    }
+
+    #[test]
+    fn stages_nothing_while_frozen() {
+        let state = crate::commands::testing::TempDir::new();
+        std::fs::write(state.path().join("qga.state.isfrozen"), "").unwrap();
+        let freezer = Freezer::new(state.path(), None, &Default::default());
+        assert!(freezer.is_frozen());
+        // The only place it could write is a directory we watch.
+        let tmp = crate::commands::testing::TempDir::new();
+        let mut stage = Stage::new(vec![tmp.path().to_path_buf()], freezer);
+        assert!(stage.begin(JsonStr::from_token(b"\"buf-b64\"")));
+        for _ in 0..100 {
+            stage.data(&b"QUJD".repeat(100_000));
+        }
+        assert!(matches!(stage.take(), Err(StageError::Frozen)));
+        assert!(stage.current.is_none());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 }

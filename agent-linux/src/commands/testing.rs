@@ -58,6 +58,7 @@ pub fn config(dir: &Path) -> CommandsConfig {
     CommandsConfig {
         statedir: dir.to_path_buf(),
         fsfreeze_hook: None,
+        fsfreeze_hook_timeout: super::freeze::DEFAULT_HOOK_TIMEOUT,
         system: safe_paths(dir),
     }
 }
