@@ -38,6 +38,10 @@ pub struct AgentArgs {
     pub allow: Vec<String>,
     /// `-b help` / `-a help`: list the commands and exit.
     pub list_commands: bool,
+    /// `--fsfreeze-hook-timeout SECONDS` (ours).
+    pub fsfreeze_hook_timeout: Option<u64>,
+    /// `--fsfreeze-auto-thaw SECONDS` (ours; 0: off).
+    pub fsfreeze_auto_thaw: Option<u64>,
 }
 
 /// `guest-agent client ...`: the host side (see `client.rs`).
@@ -114,6 +118,12 @@ fn string(value: OsString) -> Result<String, UsageError> {
         .map_err(|v| UsageError(format!("invalid argument {v:?}")))
 }
 
+fn seconds(value: OsString, option: &str) -> Result<u64, UsageError> {
+    string(value)?
+        .parse()
+        .map_err(|_| UsageError(format!("--{option} takes a number of seconds")))
+}
+
 /// Parse the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, UsageError> {
     let mut args: Vec<OsString> = args.into_iter().collect();
@@ -155,6 +165,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Usa
                     &mut out.block
                 };
                 target.extend(split_list(&list));
+            }
+            Long("fsfreeze-hook-timeout") => {
+                out.fsfreeze_hook_timeout = Some(seconds(parser.value()?, "fsfreeze-hook-timeout")?)
+            }
+            Long("fsfreeze-auto-thaw") => {
+                out.fsfreeze_auto_thaw = Some(seconds(parser.value()?, "fsfreeze-auto-thaw")?)
             }
             Short('s') | Long("service") => {
                 return Err(UsageError(

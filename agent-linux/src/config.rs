@@ -86,6 +86,12 @@ pub struct Config {
     pub block: Vec<String>,
     /// Allowed commands.
     pub allow: Vec<String>,
+    /// How long the fsfreeze hook may run, seconds (`fsfreeze-hook-timeout`,
+    /// ours; qemu-ga waits for ever).
+    pub fsfreeze_hook_timeout: Option<u64>,
+    /// Thaw by ourselves this many seconds after a freeze no thaw followed
+    /// (`fsfreeze-auto-thaw`, ours; 0 or absent: never, as qemu-ga).
+    pub fsfreeze_auto_thaw: Option<u64>,
 }
 
 /// A config file error: printed, exit status 1.
@@ -96,6 +102,14 @@ impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+fn parse_seconds(key: &str, value: &str) -> Result<u64, ConfigError> {
+    value.trim().parse().map_err(|_| {
+        ConfigError(format!(
+            "Key file contains key “{key}” which has a value that cannot be interpreted."
+        ))
+    })
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
@@ -142,6 +156,10 @@ fn read_keyfile(text: &str, into: &mut Config) -> Result<(), ConfigError> {
                 into.block = value.split(',').rev().map(str::to_string).collect()
             }
             "allow-rpcs" => into.allow = value.split(',').rev().map(str::to_string).collect(),
+            "fsfreeze-hook-timeout" => {
+                into.fsfreeze_hook_timeout = Some(parse_seconds(key, &value)?)
+            }
+            "fsfreeze-auto-thaw" => into.fsfreeze_auto_thaw = Some(parse_seconds(key, &value)?),
             _ => {}
         }
     }
@@ -163,6 +181,8 @@ impl Config {
             retry_path: false,
             block: Vec::new(),
             allow: Vec::new(),
+            fsfreeze_hook_timeout: None,
+            fsfreeze_auto_thaw: None,
         }
     }
 
@@ -213,6 +233,12 @@ impl Config {
         self.retry_path |= args.retry_path;
         self.block.extend(args.block.iter().cloned());
         self.allow.extend(args.allow.iter().cloned());
+        if let Some(t) = args.fsfreeze_hook_timeout {
+            self.fsfreeze_hook_timeout = Some(t);
+        }
+        if let Some(t) = args.fsfreeze_auto_thaw {
+            self.fsfreeze_auto_thaw = Some(t);
+        }
         if self.path.is_none() {
             self.path = Method::parse(&self.method)
                 .and_then(Method::default_path)
@@ -262,6 +288,14 @@ impl Config {
         let _ = writeln!(out, "block-rpcs={}", self.block.join(","));
         if !self.allow.is_empty() {
             let _ = writeln!(out, "allow-rpcs={}", self.allow.join(","));
+        }
+        // Our keys, only when set, so a qemu-ga configuration dumps as
+        // qemu-ga dumps it.
+        if let Some(t) = self.fsfreeze_hook_timeout {
+            let _ = writeln!(out, "fsfreeze-hook-timeout={t}");
+        }
+        if let Some(t) = self.fsfreeze_auto_thaw {
+            let _ = writeln!(out, "fsfreeze-auto-thaw={t}");
         }
         out
     }
@@ -352,5 +386,33 @@ mod tests {
         )
         .unwrap();
         assert!(file.retry_path);
+    }
+
+    #[test]
+    fn fsfreeze_time_limits() {
+        let mut file = Config::defaults();
+        read_keyfile(
+            "[general]\nfsfreeze-hook-timeout=10\nfsfreeze-auto-thaw=600\n",
+            &mut file,
+        )
+        .unwrap();
+        assert_eq!(
+            (file.fsfreeze_hook_timeout, file.fsfreeze_auto_thaw),
+            (Some(10), Some(600))
+        );
+        assert!(read_keyfile("[general]\nfsfreeze-auto-thaw=soon\n", &mut file).is_err());
+        file.apply(&args(&[
+            "--fsfreeze-auto-thaw",
+            "5",
+            "--fsfreeze-hook-timeout=3",
+        ]));
+        assert_eq!(
+            (file.fsfreeze_hook_timeout, file.fsfreeze_auto_thaw),
+            (Some(3), Some(5))
+        );
+        assert!(file
+            .dump()
+            .ends_with("fsfreeze-hook-timeout=3\nfsfreeze-auto-thaw=5\n"));
+        assert!(cli::parse(["--fsfreeze-auto-thaw", "x"].map(std::ffi::OsString::from)).is_err());
     }
 }

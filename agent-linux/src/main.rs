@@ -14,12 +14,14 @@ mod port;
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use agent_core::{Agent, Commands, Policy};
+use agent_linux::commands::freeze::{Freezer, Transition};
 use agent_linux::commands::{CommandsConfig, LinuxCommands};
 use agent_linux::table::AgentCommands;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal};
 
 use crate::cli::{AgentArgs, Invocation};
 use crate::config::{Config, Method};
@@ -70,27 +72,68 @@ fn agent(args: &AgentArgs) -> Result<(), String> {
         .channel_path()
         .map_err(|e| e.to_string())?
         .to_string();
-    logger::init(config.logfile.as_deref(), config.verbose).map_err(|e| e.to_string())?;
+    default_sigchld();
+
+    let mut commands = CommandsConfig::new(config.statedir.clone(), config.fsfreeze_hook.clone());
+    if let Some(secs) = config.fsfreeze_hook_timeout {
+        commands.fsfreeze_hook_timeout = Duration::from_secs(secs);
+    }
+    let linux = LinuxCommands::new(commands);
+    let freezer = linux.freezer();
+    // A marker left by an earlier run: start frozen, and write nothing to
+    // a filesystem before the thaw (qemu-ga's deferred log and pid files).
+    let frozen = freezer.is_frozen();
+    if frozen {
+        eprintln!("guest-agent: previous session indicates guest may have been frozen");
+    }
+    logger::init(config.logfile.as_deref(), config.verbose, frozen).map_err(|e| e.to_string())?;
     if config.daemon {
         nix::unistd::daemon(false, false).map_err(|e| format!("failed to daemonize: {e}"))?;
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     }
-    let _pidfile = if config.daemon {
-        let held = pidfile::PidFile::create(&config.pidfile).map_err(|e| e.to_string())?;
-        log::debug!("pid file {}", held.path().display());
-        Some(held)
-    } else {
-        None
-    };
-    exit_on_signals(config.daemon.then(|| config.pidfile.clone()));
+    let pidfile = Arc::new(Mutex::new(PidFileState::None));
+    if config.daemon {
+        let state = if frozen {
+            log::debug!(
+                "deferring pid file {} until thawed",
+                config.pidfile.display()
+            );
+            PidFileState::Deferred(config.pidfile.clone())
+        } else {
+            let held = pidfile::PidFile::create(&config.pidfile).map_err(|e| e.to_string())?;
+            log::debug!("pid file {}", held.path().display());
+            PidFileState::Held(held)
+        };
+        *lock(&pidfile) = state;
+    }
+    let deferred = Arc::clone(&pidfile);
+    freezer.set_observer(Box::new(move |transition| match transition {
+        Transition::Freezing => logger::suspend(),
+        Transition::Thawed => {
+            logger::resume();
+            let mut state = lock(&deferred);
+            if let PidFileState::Deferred(path) = &*state {
+                *state = match pidfile::PidFile::create(path) {
+                    Ok(held) => PidFileState::Held(held),
+                    Err(e) => {
+                        log::warn!("{e}");
+                        PidFileState::None
+                    }
+                };
+            }
+        }
+    }));
+    thaw_on_panic(Arc::clone(&freezer));
+    exit_on_signals(Arc::clone(&pidfile), Arc::clone(&freezer));
+    if let Some(secs) = config.fsfreeze_auto_thaw.filter(|&s| s > 0) {
+        log::debug!("fsfreeze auto-thaw after {secs} s");
+        freezer.watch(Duration::from_secs(secs));
+    }
 
     let block = Config::names(&config.block);
     let allow = Config::names(&config.allow);
     let policy = Policy::new().block(&block).allow(&allow);
-    let table = AgentCommands::new(LinuxCommands::new(CommandsConfig::new(
-        config.statedir.clone(),
-        config.fsfreeze_hook.clone(),
-    )));
+    let table = AgentCommands::new(linux);
     let mut agent = Agent::new(vec![0u8; MAX_REQUEST_BYTES], table, policy);
     log::debug!(
         "guest-agent {} serving {} on {path}",
@@ -107,6 +150,9 @@ fn agent(args: &AgentArgs) -> Result<(), String> {
         let error = result
             .err()
             .unwrap_or_else(|| io::Error::other("channel closed"));
+        // The host that froze can no longer thaw through this channel:
+        // thaw now, whether the agent ends or waits for the path.
+        freezer.thaw_for_exit(&format!("channel error ({error})"));
         if !config.retry_path {
             return Err(error.to_string());
         }
@@ -115,9 +161,40 @@ fn agent(args: &AgentArgs) -> Result<(), String> {
     }
 }
 
-/// Exit with status 0 on SIGTERM, SIGINT or SIGHUP (removing the pid file),
-/// like qemu-ga. The signals are blocked here and taken by a thread.
-fn exit_on_signals(pidfile: Option<PathBuf>) {
+/// The daemon's pid file: none (not a daemon), held, or to be created once
+/// filesystems thaw.
+enum PidFileState {
+    None,
+    Held(#[expect(dead_code, reason = "kept for its lock; removed when dropped")] pidfile::PidFile),
+    Deferred(PathBuf),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Children are waited for (guest-exec, helpers): a SIGCHLD ignored by
+/// whoever started us would make every wait fail with ECHILD.
+fn default_sigchld() {
+    // SAFETY: installing SIG_DFL runs no handler code of ours.
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) };
+}
+
+/// A panic anywhere thaws first (the release build aborts after the hook),
+/// so a bug cannot leave the guest frozen.
+fn thaw_on_panic(freezer: Arc<Freezer>) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        freezer.emergency_thaw();
+        default(info);
+    }));
+}
+
+/// Exit with status 0 on SIGTERM, SIGINT or SIGHUP, like qemu-ga: thaw
+/// frozen filesystems first (qemu-ga's `guest_fsfreeze_cleanup`), then
+/// remove the pid file. The signals are blocked here and taken by a
+/// thread.
+fn exit_on_signals(pidfile: Arc<Mutex<PidFileState>>, freezer: Arc<Freezer>) {
     let mut set = SigSet::empty();
     for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(signal);
@@ -127,10 +204,9 @@ fn exit_on_signals(pidfile: Option<PathBuf>) {
     }
     std::thread::spawn(move || {
         if let Ok(signal) = set.wait() {
+            freezer.thaw_for_exit(&format!("received {signal}"));
             log::debug!("received {signal}, exiting");
-            if let Some(path) = pidfile {
-                let _ = std::fs::remove_file(path);
-            }
+            *lock(&pidfile) = PidFileState::None;
             std::process::exit(0);
         }
     });
