@@ -118,7 +118,9 @@ impl Captured {
 /// What the monitor thread reports.
 #[derive(Debug, Default)]
 struct State {
-    status: Option<ExitStatus>,
+    /// How the child ended, or the errno of a failed `wait` (nothing to
+    /// report as an exit status: the child was reaped elsewhere).
+    status: Option<Result<ExitStatus, i32>>,
     out: Captured,
     err: Captured,
 }
@@ -220,7 +222,8 @@ fn monitor(mut child: Child, mut pipes: Vec<Pipe>, state: Arc<Mutex<State>>) {
             }
         }
         pipes = open;
-        if let Ok(Some(_)) = child.try_wait() {
+        // Exited, or cannot be waited for (then `wait` below says why).
+        if !matches!(child.try_wait(), Ok(None)) {
             break;
         }
         if pipes.is_empty() && pidfd.is_none() {
@@ -234,7 +237,7 @@ fn monitor(mut child: Child, mut pipes: Vec<Pipe>, state: Arc<Mutex<State>>) {
         read_available(&mut pipe, &state, &mut budget);
     }
     let mut s = lock(&state);
-    s.status = Some(status.unwrap_or_else(|_| ExitStatus::from_raw(0)));
+    s.status = Some(status.map_err(|e| e.raw_os_error().unwrap_or(0)));
 }
 
 impl Children {
@@ -347,8 +350,19 @@ impl Children {
             return Err(Error::msg(format!("PID {pid} does not exist")));
         };
         let s = lock(state);
-        let Some(status) = s.status else {
-            return Ok(Obj::new().bool("exited", false).into());
+        let status = match s.status {
+            None => return Ok(Obj::new().bool("exited", false).into()),
+            Some(Ok(status)) => status,
+            Some(Err(errno)) => {
+                // qemu-ga's ga_wait_child text; the record goes, as for
+                // any finished child.
+                drop(s);
+                self.procs.remove(&pid);
+                return Err(Error::Os(
+                    format!("failed to wait for child (pid: {pid})"),
+                    errno,
+                ));
+            }
         };
         let b64 = |c: &Captured| {
             (!c.data.is_empty()).then(|| Out::Str(base64_simd::STANDARD.encode_to_string(&c.data)))
