@@ -147,6 +147,34 @@ impl<'r, W: Write + ?Sized> ReturnWriter<'r, W> {
     }
 }
 
+impl<'r, W: Write + ?Sized> ReturnWriter<'r, W> {
+    /// Break off a reply that cannot be completed truthfully (its data
+    /// failed half-way, after part of it was sent): end the line without
+    /// closing the value, so that no JSON parser accepts it as a success.
+    /// A newline inside a string is a control character, which JSON and
+    /// QEMU's lexer reject; outside one, the value is left unterminated
+    /// and the next reply's `{` cannot continue it. Line-based clients
+    /// (libvirt) see a complete line at once instead of waiting.
+    ///
+    /// ```
+    /// use agent_core::Reply;
+    ///
+    /// let mut out = Vec::new();
+    /// let mut w = Reply::detached(&mut out).ok().unwrap();
+    /// w.begin_object().unwrap();
+    /// w.key("buf-b64").unwrap();
+    /// w.begin_string().unwrap();
+    /// w.string_chunk(b"QUJD").unwrap();
+    /// let _replied = w.abort().unwrap();
+    /// assert_eq!(out, b"{\"return\": {\"buf-b64\": \"QUJD\n");
+    /// assert!(agent_core::json::Value::parse(&out).is_none());
+    /// ```
+    pub fn abort(mut self) -> Result<Replied, W::Error> {
+        self.json.inner().write_all(b"\n")?;
+        Ok(Replied { _sealed: () })
+    }
+}
+
 impl<'r, W: Write + ?Sized> Deref for ReturnWriter<'r, W> {
     type Target = JsonWriter<'r, W>;
     fn deref(&self) -> &Self::Target {

@@ -11,26 +11,32 @@
 //! once, guest-file-flush has nothing to push, and the read/write
 //! switching qemu-ga flushes for needs nothing either.
 //!
-//! ## Streaming reads
+//! ## Reads: whole up to 4 MiB, streamed beyond
 //!
 //! A read may ask for 48 MiB ([`MAX_READ_COUNT`]), which qemu-ga holds
 //! three times over (data, base64, JSON text). qemu-ga writes `count`
 //! before `buf-b64`, so the count must be known before the data is sent.
-//! We read the first [`PREFETCH`] bytes into memory; a read that ends
-//! within them (every default-size read, anything short) is answered from
-//! that buffer. A longer read of a regular file takes the count from
+//! We read up to [`FULL_READ`] bytes (4 MiB) into memory before anything
+//! is written: a read that ends within them (every default-size read,
+//! anything up to 4 MiB) is answered from that buffer, and a read error
+//! there is qemu-ga's error reply, "failed to read file: <strerror>", with
+//! none of the data. A longer read of a regular file takes the count from
 //! `fstat` (`min(asked, size - position)`) and then streams the rest in
 //! [`CHUNK`]-byte pieces, base64-encoded as they go, so memory stays at a
-//! few hundred KiB for a 48 MiB read. Files whose size says nothing
-//! (pipes, character devices, procfs) are read into memory up to the
-//! asked count, raw (not base64), as qemu-ga does.
+//! few MiB for a 48 MiB read. Files whose size says nothing (pipes,
+//! character devices, procfs) are read into memory up to the asked count,
+//! raw (not base64), as qemu-ga does.
 //!
-//! If a regular file shrinks between the `fstat` and the end of the
-//! stream (a concurrent truncate), the count already sent is honoured by
-//! padding with zero bytes — the bytes a reader of the file at its
-//! announced size would see — and the position is left at the announced
-//! end. A JSON reply cannot be taken back once begun; this is the one
-//! place where we prefer a well-formed reply to one that refuses.
+//! A streamed read can fail after its count and part of its data are
+//! sent: an I/O error (EIO from a failing disk), or the file shrinking
+//! under us. A JSON reply cannot be taken back once begun, and sending
+//! success with bytes that were never read would be silent corruption.
+//! So the reply is broken off instead ([`ReturnWriter::abort`]): the line
+//! ends inside the `buf-b64` string, no JSON parser accepts it, and the
+//! client reports an error and resynchronises (the next reply is
+//! well-formed). The failure is logged.
+//!
+//! [`ReturnWriter::abort`]: agent_core::response::ReturnWriter::abort
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -60,8 +66,9 @@ pub const DEFAULT_READ_COUNT: i64 = 4096;
 pub const MAX_OPEN_HANDLES: usize = 256;
 /// Staged write data is copied to the file in pieces of this size.
 const COPY_CHUNK: usize = 256 << 10;
-/// Bytes read into memory before deciding how to answer a read.
-pub const PREFETCH: usize = 64 << 10;
+/// Reads of up to this many bytes (4 MiB) are read whole before the reply
+/// begins; longer ones read this much first, then stream.
+pub const FULL_READ: usize = 4 << 20;
 /// Bytes read and encoded per step of a streamed read (a multiple of 3,
 /// so chunks encode without padding).
 pub const CHUNK: usize = 48 << 10;
@@ -560,8 +567,21 @@ impl Files {
                             let piece = &mut buf[..want];
                             let (n, end) = fill(&mut file, piece);
                             if n < want && end != ReadEnd::Full {
-                                // Truncated under us: pad to the count sent.
-                                piece[n..].fill(0);
+                                // The count is sent and cannot be met:
+                                // no success with bytes never read.
+                                let sent = plan.total - left + n;
+                                log::warn!(
+                                    "guest-file-read broken off after {sent} of {} bytes: {}",
+                                    plan.total,
+                                    match end {
+                                        ReadEnd::Failed(errno) => super::error::strerror(errno),
+                                        _ => "the file is shorter than its size said".into(),
+                                    }
+                                );
+                                if n > 0 {
+                                    stream.push(&piece[..n], &mut w)?;
+                                }
+                                return w.abort();
                             }
                             stream.push(piece, &mut w)?;
                             left -= want;
@@ -587,7 +607,7 @@ struct ReadPlan {
 }
 
 fn plan_read<'a>(file: &mut File, count: usize) -> Result<ReadPlan, Error<'a>> {
-    let mut head = vec![0u8; count.min(PREFETCH)];
+    let mut head = vec![0u8; count.min(FULL_READ)];
     let (n, end) = fill(file, &mut head);
     head.truncate(n);
     match end {

@@ -491,3 +491,85 @@ fn peak_rss_of_a_48_mib_read() {
     assert_eq!(sink.decoded, MAX_READ_COUNT as usize);
     eprintln!("after 48 MiB read: {}", hwm());
 }
+
+/// A reply sink that shrinks the file being read once the reply has begun:
+/// the streamed part of the read then comes up short.
+struct ShrinkOnFirstWrite {
+    out: Vec<u8>,
+    path: PathBuf,
+    to: u64,
+    done: bool,
+}
+
+impl embedded_io::ErrorType for ShrinkOnFirstWrite {
+    type Error = std::convert::Infallible;
+}
+
+impl embedded_io::Write for ShrinkOnFirstWrite {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        if !self.done {
+            self.done = true;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .unwrap();
+            f.set_len(self.to).unwrap();
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_streamed_read_that_comes_up_short_is_broken_off_not_padded() {
+    let mut t = Harness::new();
+    let path = t.dir.path().join("shrinks");
+    let size = FULL_READ + 4 * CHUNK + 7;
+    std::fs::write(&path, vec![b'x'; size]).unwrap();
+    let h = open(&mut t, &path, "r");
+    let mut sink = ShrinkOnFirstWrite {
+        out: Vec::new(),
+        path: path.clone(),
+        to: (FULL_READ + CHUNK + 5) as u64,
+        done: false,
+    };
+    let req = format!(
+        r#"{{"execute": "guest-file-read", "arguments": {{"handle": {h}, "count": {size}}}}}"#
+    );
+    t.agent.feed(req.as_bytes(), &mut sink).unwrap();
+    let out = sink.out;
+    // The count was sent before the data; the line ends inside buf-b64.
+    let head = format!("{{\"return\": {{\"count\": {size}, \"buf-b64\": \"");
+    assert!(out.starts_with(head.as_bytes()));
+    assert_eq!(out.last(), Some(&b'\n'));
+    assert!(serde_json::from_slice::<serde_json::Value>(&out).is_err());
+    let body = &out[head.len()..out.len() - 1];
+    assert!(!body.contains(&b'"'), "the string was closed");
+    // Only bytes that were read were sent: all of them 'x', no zeros.
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(&body[..body.len() / 4 * 4])
+        .unwrap();
+    assert!(decoded.len() <= FULL_READ + CHUNK + 5);
+    assert!(decoded.iter().all(|&b| b == b'x'));
+    // The agent answers the next request normally.
+    assert_eq!(t.call(r#"{"execute": "guest-ping"}"#), r#"{"return": {}}"#);
+}
+
+#[test]
+fn reads_up_to_four_mib_are_whole_before_the_reply() {
+    // A read error inside the first FULL_READ bytes is an error reply with
+    // no data: a directory's descriptor reads EISDIR.
+    let mut t = Harness::new();
+    let dir = t.dir.path().to_path_buf();
+    let h = open(&mut t, &dir, "r");
+    assert_eq!(
+        t.error(&format!(
+            r#"{{"execute": "guest-file-read", "arguments": {{"handle": {h}, "count": {FULL_READ}}}}}"#
+        )),
+        "failed to read file: Is a directory"
+    );
+}
