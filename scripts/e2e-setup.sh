@@ -3,7 +3,7 @@
 # runs this first; it is also safe to run by hand):
 #   - QEMU (x86_64 and riscv64 system emulators, firmware), Debian's
 #     qemu-guest-agent (the reference peer), busybox-static and cpio for
-#     the test initramfs;
+#     the test initramfs; iproute2 (`ip netns`, for many_interfaces.rs);
 #   - Debian's kernel, unpacked (not installed) into target/e2e/kernel:
 #     the linux-image package's files, ~70 MB, no update-initramfs;
 #   - the rustup targets for the static agent and the bare-metal guest.
@@ -17,6 +17,7 @@ command -v qemu-system-riscv64 >/dev/null || need+=(qemu-system-misc)
 command -v qemu-ga >/dev/null || [ -x /usr/sbin/qemu-ga ] || need+=(qemu-guest-agent)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   echo "e2e-setup: installing ${need[*]}"
   log=$(mktemp)

@@ -24,28 +24,43 @@ pub fn workspace_root() -> PathBuf {
 /// long hostile runs use a release build).
 pub fn guest_agent_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("QGA_AGENT_BIN") {
-            return PathBuf::from(bin);
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "agent-linux",
-                "--bin",
-                "guest-agent",
-            ])
-            .current_dir(workspace_root())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build of guest-agent failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-        target.join("debug").join("guest-agent")
-    })
+    BIN.get_or_init(|| build_agent(false))
+}
+
+/// The release build of `guest-agent` (built once per test process), for
+/// the long runs (`soak.rs`); `QGA_AGENT_BIN` names another.
+pub fn guest_agent_release_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_agent(true))
+}
+
+fn build_agent(release: bool) -> PathBuf {
+    if let Some(bin) = std::env::var_os("QGA_AGENT_BIN") {
+        return PathBuf::from(bin);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        "agent-linux",
+        "--bin",
+        "guest-agent",
+    ]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build
+        .current_dir(workspace_root())
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build of guest-agent failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    target
+        .join(if release { "release" } else { "debug" })
+        .join("guest-agent")
 }
 
 /// A fresh, empty directory for one test.
