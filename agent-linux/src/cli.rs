@@ -42,6 +42,8 @@ pub struct AgentArgs {
     pub fsfreeze_hook_timeout: Option<u64>,
     /// `--fsfreeze-auto-thaw SECONDS` (ours; 0: off).
     pub fsfreeze_auto_thaw: Option<u64>,
+    /// `--guest-info-version VERSION` (ours).
+    pub guest_info_version: Option<String>,
 }
 
 /// `guest-agent client ...`: the host side (see `client.rs`).
@@ -172,6 +174,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Usa
             Long("fsfreeze-auto-thaw") => {
                 out.fsfreeze_auto_thaw = Some(seconds(parser.value()?, "fsfreeze-auto-thaw")?)
             }
+            Long("guest-info-version") => out.guest_info_version = Some(string(parser.value()?)?),
             Short('s') | Long("service") => {
                 return Err(UsageError(
                     "-s/--service is only available on Windows".into(),
@@ -288,9 +291,19 @@ pub fn usage() -> String {
          \x20 -a, --allow-rpcs  comma-separated list of RPCs to enable (\"help\" lists RPCs)\n\
          \x20 -D, --dump-conf   dump a config file of the current options to stdout\n\
          \x20 -r, --retry-path  re-open the path if it is unavailable or closed by an error\n\
+         \x20 --fsfreeze-hook-timeout SECONDS\n\
+         \x20                   kill the fsfreeze hook after SECONDS and fail the freeze or\n\
+         \x20                   thaw (default 60)\n\
+         \x20 --fsfreeze-auto-thaw SECONDS\n\
+         \x20                   thaw by ourselves when no guest-fsfreeze-thaw comes within\n\
+         \x20                   SECONDS of a freeze (default 0: never, as qemu-ga)\n\
+         \x20 --guest-info-version VERSION\n\
+         \x20                   the version guest-info reports (default {}: the QEMU\n\
+         \x20                   release whose guest agent this one matches)\n\
          \x20 -h, --help        display this help and exit\n\n\
          {}",
         env!("CARGO_PKG_VERSION"),
+        crate::config::GUEST_INFO_VERSION,
         client_usage()
     )
 }

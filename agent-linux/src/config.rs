@@ -12,6 +12,12 @@ pub const DEFAULT_CONFIG: &str = "/etc/qemu/qemu-ga.conf";
 pub const DEFAULT_PIDFILE: &str = "/var/run/qemu-ga.pid";
 /// The default state directory.
 pub const DEFAULT_STATEDIR: &str = "/var/run";
+/// The version `guest-info` reports unless configured: the QEMU release
+/// whose guest agent this one matches, command for command. Hosts read the
+/// field as a QEMU version and gate commands on it (KubeVirt on
+/// guest-get-load, "≥ 10.0.0"); our own version would read as 0.x, older
+/// than every QEMU. `-V` prints our own version.
+pub const GUEST_INFO_VERSION: &str = "10.2.0";
 /// The default fsfreeze hook.
 pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
 
@@ -92,6 +98,8 @@ pub struct Config {
     /// Thaw by ourselves this many seconds after a freeze no thaw followed
     /// (`fsfreeze-auto-thaw`, ours; 0 or absent: never, as qemu-ga).
     pub fsfreeze_auto_thaw: Option<u64>,
+    /// What guest-info reports as its version (`guest-info-version`, ours).
+    pub guest_info_version: String,
 }
 
 /// A config file error: printed, exit status 1.
@@ -160,6 +168,7 @@ fn read_keyfile(text: &str, into: &mut Config) -> Result<(), ConfigError> {
                 into.fsfreeze_hook_timeout = Some(parse_seconds(key, &value)?)
             }
             "fsfreeze-auto-thaw" => into.fsfreeze_auto_thaw = Some(parse_seconds(key, &value)?),
+            "guest-info-version" => into.guest_info_version = value,
             _ => {}
         }
     }
@@ -183,6 +192,7 @@ impl Config {
             allow: Vec::new(),
             fsfreeze_hook_timeout: None,
             fsfreeze_auto_thaw: None,
+            guest_info_version: GUEST_INFO_VERSION.into(),
         }
     }
 
@@ -238,6 +248,9 @@ impl Config {
         }
         if let Some(t) = args.fsfreeze_auto_thaw {
             self.fsfreeze_auto_thaw = Some(t);
+        }
+        if let Some(v) = &args.guest_info_version {
+            self.guest_info_version = v.clone();
         }
         if self.path.is_none() {
             self.path = Method::parse(&self.method)
@@ -296,6 +309,9 @@ impl Config {
         }
         if let Some(t) = self.fsfreeze_auto_thaw {
             let _ = writeln!(out, "fsfreeze-auto-thaw={t}");
+        }
+        if self.guest_info_version != GUEST_INFO_VERSION {
+            let _ = writeln!(out, "guest-info-version={}", self.guest_info_version);
         }
         out
     }

@@ -134,7 +134,8 @@ fn agent(args: &AgentArgs) -> Result<(), String> {
     let allow = Config::names(&config.allow);
     let policy = Policy::new().block(&block).allow(&allow);
     let table = AgentCommands::new(linux);
-    let mut agent = Agent::new(vec![0u8; MAX_REQUEST_BYTES], table, policy);
+    let mut agent = Agent::new(vec![0u8; MAX_REQUEST_BYTES], table, policy)
+        .with_version(&config.guest_info_version);
     log::debug!(
         "guest-agent {} serving {} on {path}",
         env!("CARGO_PKG_VERSION"),

@@ -774,7 +774,7 @@ fn harmless_commands_succeed() {
     assert_eq!(ok(&mut conn, "guest-ping", "{}"), serde_json::json!({}));
 
     let info = ok(&mut conn, "guest-info", "{}");
-    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(info["version"], "10.2.0");
     for c in info["supported_commands"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
         let silent = name == "guest-shutdown" || name.starts_with("guest-suspend-");
@@ -1310,7 +1310,7 @@ mod qapi_client {
         qga.guest_sync(0x1234_5678).unwrap();
 
         let info = qga.execute(&qga::guest_info {}).unwrap();
-        assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(info.version, "10.2.0");
         assert_eq!(info.supported_commands.len(), 43);
         assert!(info
             .supported_commands
