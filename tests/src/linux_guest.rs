@@ -40,6 +40,21 @@ pub const MODULES: [&str; 6] = [
     "virtio_console",
 ];
 
+/// The extra kernel modules of a guest with a scratch disk
+/// ([`GuestOptions::scratch`]): ext4 and virtio-blk, loaded in this order
+/// after [`MODULES`].
+pub const DISK_MODULES: [&str; 6] = [
+    "crc16",
+    "crc32c_generic",
+    "mbcache",
+    "jbd2",
+    "ext4",
+    "virtio_blk",
+];
+
+/// Where the guest mounts the scratch disk.
+pub const SCRATCH_MOUNT: &str = "/mnt/scratch";
+
 /// The virtio-serial port name both agents open by default.
 pub const PORT_NAME: &str = "org.qemu.guest_agent.0";
 
@@ -101,6 +116,9 @@ pub struct Assets {
     pub kernel_version: String,
     /// The modules of [`MODULES`], in order (possibly compressed).
     pub modules: Vec<PathBuf>,
+    /// The modules of [`DISK_MODULES`] that were found, with their names
+    /// (a guest that needs a missing one reports `insmod ... failed`).
+    pub disk_modules: Vec<(&'static str, PathBuf)>,
     /// A static busybox.
     pub busybox: PathBuf,
     /// Debian's `qemu-ga`.
@@ -203,29 +221,36 @@ pub fn assets() -> &'static Assets {
             &kernel_dir.join("lib/modules").join(&kernel_version),
             &mut files,
         );
+        // `<name>.ko`, possibly compressed (`<name>.ko.xz`, ...).
+        let find = |m: &str| {
+            let prefix = format!("{m}.ko");
+            files
+                .iter()
+                .find(|f| {
+                    f.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n == prefix || n.strip_prefix(&prefix).is_some_and(|s| s.starts_with('.'))
+                    })
+                })
+                .cloned()
+        };
         let modules = MODULES
             .iter()
             .map(|m| {
-                let prefix = format!("{m}.ko");
-                files
-                    .iter()
-                    .find(|f| {
-                        f.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                            n == prefix
-                                || n.strip_prefix(&prefix).is_some_and(|s| s.starts_with('.'))
-                        })
-                    })
-                    .cloned()
-                    .unwrap_or_else(|| {
-                        panic!("module {m} not found for kernel {kernel_version}: {SETUP_HINT}")
-                    })
+                find(m).unwrap_or_else(|| {
+                    panic!("module {m} not found for kernel {kernel_version}: {SETUP_HINT}")
+                })
             })
+            .collect();
+        let disk_modules = DISK_MODULES
+            .iter()
+            .filter_map(|&m| Some((m, find(m)?)))
             .collect();
         Assets {
             qemu,
             vmlinuz,
             kernel_version,
             modules,
+            disk_modules,
             busybox,
             qemu_ga,
         }
@@ -273,6 +298,13 @@ fn module_bytes(path: &Path) -> Vec<u8> {
 /// reader (a line `poweroff` powers the guest off, `e2e-run <command>` runs
 /// a shell command) and the CPU report loop. SIGUSR1/SIGUSR2/SIGTERM to
 /// init (busybox `halt`/`poweroff`/`reboot` without `-f`) power off too.
+///
+/// A per-guest archive ([`GuestOptions`]) may add `/e2e/setup.sh`
+/// (sourced before the agent starts: the scratch disk), `/e2e/agent.sh`
+/// (run instead of the default agent command) and `/e2e/supervised` (the
+/// agent is restarted by `agent.sh`, which keeps the current agent's pid
+/// in `/run/e2e-agent.pid`: the report loop follows it and does not stop
+/// when an agent exits).
 fn init_script() -> String {
     let modules = MODULES.join(" ");
     format!(
@@ -295,16 +327,23 @@ while [ ! -e /dev/virtio-ports/{PORT_NAME} ] && [ $n -lt 200 ]; do
   n=$((n+1))
 done
 ls -l /dev/virtio-ports
+[ -r /e2e/setup.sh ] && . /e2e/setup.sh
 trap 'echo "e2e: signal, poweroff"; poweroff -f' USR1 USR2 TERM
 agent=ours
 for a in $(cat /proc/cmdline); do
   case "$a" in qga_e2e=*) agent="${{a#qga_e2e=}}";; esac
 done
-case "$agent" in
-  qemu-ga) /usr/sbin/qemu-ga -m virtio-serial </dev/null >/dev/console 2>&1 & ;;
-  *) /usr/bin/guest-agent -m virtio-serial </dev/null >/dev/console 2>&1 & ;;
-esac
+if [ -x /e2e/agent.sh ]; then
+  /e2e/agent.sh </dev/null >/dev/console 2>&1 &
+else
+  case "$agent" in
+    qemu-ga) /usr/sbin/qemu-ga -m virtio-serial </dev/null >/dev/console 2>&1 & ;;
+    *) /usr/bin/guest-agent -m virtio-serial </dev/null >/dev/console 2>&1 & ;;
+  esac
+fi
 pid=$!
+supervised=
+[ -e /e2e/supervised ] && supervised=1
 echo "e2e: agent $agent pid $pid"
 (while read -r cmd arg; do
   case "$cmd" in
@@ -313,9 +352,11 @@ echo "e2e: agent $agent pid $pid"
   esac
 done) </dev/console &
 while :; do
+  [ -n "$supervised" ] && [ -r /run/e2e-agent.pid ] && read -r pid </run/e2e-agent.pid
   if [ -r /proc/$pid/schedstat ] && read -r s </proc/$pid/stat; then
     set -- $s
     if [ "$3" = Z ]; then
+      [ -n "$supervised" ] && {{ sleep 1; continue; }}
       echo "e2e: agent $pid exited"
       break
     fi
@@ -328,6 +369,9 @@ while :; do
       [ "$key" = VmHWM: ] && hwm=$value
     done </proc/$pid/status
     echo "e2e-cpu up=$up pid=$pid ticks=$ticks run_ns=$run slices=$slices fds=$fds hwm_kib=$hwm"
+  elif [ -n "$supervised" ]; then
+    sleep 1
+    continue
   else
     echo "e2e: agent $pid exited"
     break
@@ -378,6 +422,9 @@ pub fn initramfs() -> &'static Path {
         let moddir = root.join("lib/modules/e2e");
         fs::create_dir_all(&moddir).expect("mkdir");
         for (name, path) in MODULES.iter().zip(&assets.modules) {
+            fs::write(moddir.join(format!("{name}.ko")), module_bytes(path)).expect("write module");
+        }
+        for (name, path) in &assets.disk_modules {
             fs::write(moddir.join(format!("{name}.ko")), module_bytes(path)).expect("write module");
         }
         write_exec(&root.join("init"), &init_script());
@@ -464,17 +511,294 @@ pub struct Guest {
     pub console: PathBuf,
     /// When QEMU was started.
     pub started: Instant,
+    /// This guest's host directory (socket, console log, images).
+    pub dir: PathBuf,
+    /// The scratch disk's image, if any.
+    pub scratch_image: Option<PathBuf>,
+    /// The sectors blkdebug fails reads of ([`ScratchDisk::eio_at`]).
+    pub eio_sectors: Vec<u64>,
+    shell_runs: usize,
+}
+
+/// A file in the scratch disk's image (put there by `mkfs.ext4 -d`).
+#[derive(Clone, Debug)]
+pub struct ScratchFile {
+    /// Path inside the filesystem, e.g. `/big`.
+    pub path: String,
+    /// Contents.
+    pub data: Vec<u8>,
+}
+
+/// A scratch ext4 disk: made on the host (`mkfs.ext4 -F -q -b 4096 -d`,
+/// no mounts), attached as virtio-blk and mounted by the guest's init at
+/// [`SCRATCH_MOUNT`] before the agent starts. Inside the initramfs it is
+/// the only block-device mount, so `guest-fsfreeze-freeze` freezes exactly
+/// it.
+#[derive(Clone, Debug)]
+pub struct ScratchDisk {
+    /// Image size, MiB.
+    pub size_mib: u32,
+    /// Files in the image.
+    pub files: Vec<ScratchFile>,
+    /// Real read errors (EIO) injected by QEMU's blkdebug: each entry is a
+    /// file of [`ScratchDisk::files`] and a byte offset in it; every read
+    /// request covering the disk sector that holds that byte fails (the
+    /// rule stays on). Empty: no blkdebug.
+    pub eio_at: Vec<(String, u64)>,
+}
+
+impl Default for ScratchDisk {
+    fn default() -> Self {
+        ScratchDisk {
+            size_mib: 64,
+            files: Vec::new(),
+            eio_at: Vec::new(),
+        }
+    }
+}
+
+/// What a guest runs besides the defaults of [`Guest::boot`]. Everything
+/// here goes into a small per-guest cpio archive appended to the shared
+/// initramfs (the kernel unpacks concatenated archives).
+#[derive(Clone, Debug, Default)]
+pub struct GuestOptions {
+    /// The agent's arguments (after the binary: `/usr/bin/guest-agent` or
+    /// `/usr/sbin/qemu-ga`, by [`AgentKind`]); `None` with an empty
+    /// [`GuestOptions::env`] and no supervision keeps the init's default
+    /// `-m virtio-serial`.
+    pub agent_args: Option<Vec<String>>,
+    /// Environment for the agent (`TMPDIR`, ...).
+    pub env: Vec<(String, String)>,
+    /// Restart the agent whenever it exits (as systemd's `Restart=always`),
+    /// printing `e2e: agent exited <status>` on the console each time and
+    /// `e2e: agent started pid <pid>` for each start.
+    pub supervised: bool,
+    /// Executable scripts added to the guest: (absolute path, text).
+    pub scripts: Vec<(String, String)>,
+    /// A scratch disk at [`SCRATCH_MOUNT`].
+    pub scratch: Option<ScratchDisk>,
+}
+
+/// Quote a word for the guest's shell.
+pub fn sh_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// Run a host tool; panics with its output when it fails.
+fn run_tool(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e} ({SETUP_HINT})"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The block size of an ext4 image (`debugfs -R stats`).
+fn ext4_block_size(img: &Path) -> u64 {
+    let stats = run_tool(Command::new("debugfs").args(["-R", "stats"]).arg(img));
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("Block size:")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no block size in debugfs stats of {}", img.display()))
+}
+
+/// The 512-byte disk sector holding byte `offset` of `file` in the ext4
+/// image `img` (`debugfs -R "bmap FILE BLOCK"`).
+pub fn ext4_sector_of(img: &Path, file: &str, offset: u64) -> u64 {
+    let bs = ext4_block_size(img);
+    let out = run_tool(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("bmap {file} {}", offset / bs))
+            .arg(img),
+    );
+    let phys: u64 = out
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("debugfs bmap {file}: {out:?}"));
+    assert!(phys > 0, "{file} has no block at offset {offset}");
+    phys * (bs / 512) + (offset % bs) / 512
+}
+
+/// Write a newc cpio archive of everything under `root` to `out`.
+fn cpio_of(root: &Path, out: &Path) {
+    let file = File::create(out).expect("create cpio");
+    let status = Command::new("sh")
+        .args(["-c", "find . | LC_ALL=C sort | cpio -o -H newc --quiet"])
+        .current_dir(root)
+        .stdout(file)
+        .status()
+        .expect("run cpio");
+    assert!(status.success(), "cpio failed");
+}
+
+/// Numbers the guests of one test process (their directories).
+static GUESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// `/e2e/setup.sh`: the disk modules, then mount `/dev/vda` at
+/// [`SCRATCH_MOUNT`].
+fn setup_script() -> String {
+    let modules = DISK_MODULES.join(" ");
+    format!(
+        r#"for m in {modules}; do
+  insmod /lib/modules/e2e/$m.ko || echo "e2e: insmod $m failed"
+done
+mkdir -p {SCRATCH_MOUNT}
+n=0
+while [ ! -b /dev/vda ] && [ $n -lt 250 ]; do usleep 20000; n=$((n+1)); done
+if mount -t ext4 /dev/vda {SCRATCH_MOUNT}; then
+  echo "e2e: scratch mounted"
+else
+  echo "e2e: scratch mount failed"
+fi
+"#
+    )
+}
+
+/// `/e2e/agent.sh`: the agent with its environment and arguments, once
+/// (`exec`) or supervised.
+fn agent_script(agent: AgentKind, options: &GuestOptions) -> String {
+    let bin = match agent {
+        AgentKind::Ours => "/usr/bin/guest-agent",
+        AgentKind::QemuGa => "/usr/sbin/qemu-ga",
+    };
+    let default = ["-m".to_string(), "virtio-serial".to_string()];
+    let args = options.agent_args.as_deref().unwrap_or(&default);
+    let mut command = bin.to_string();
+    for a in args {
+        command.push(' ');
+        command.push_str(&sh_quote(a));
+    }
+    let mut text = String::from("#!/bin/sh\n");
+    for (k, v) in &options.env {
+        text.push_str(&format!("export {k}={}\n", sh_quote(v)));
+    }
+    if options.supervised {
+        text.push_str(&format!(
+            r#"while :; do
+  {command} </dev/null &
+  echo $! >/run/e2e-agent.pid
+  echo "e2e: agent started pid $!"
+  wait $!
+  echo "e2e: agent exited $?"
+  usleep 200000
+done
+"#
+        ));
+    } else {
+        text.push_str(&format!("exec {command} </dev/null\n"));
+    }
+    text
 }
 
 impl Guest {
     /// Boot a guest running `agent`, with the QEMU command line of
     /// E2E-NOTES.
     pub fn boot(agent: AgentKind) -> Guest {
+        Guest::boot_with(agent, &GuestOptions::default())
+    }
+
+    /// Boot a guest running `agent` with `options`: the agent's command
+    /// line, environment and supervision, extra scripts, a scratch disk
+    /// (optionally under blkdebug).
+    pub fn boot_with(agent: AgentKind, options: &GuestOptions) -> Guest {
         let assets = assets();
-        let initrd = initramfs();
-        let dir = scratch_dir(&format!("e2e-{}", agent.name()));
+        let base = initramfs();
+        let n = GUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = scratch_dir(&format!("e2e-{}-{n}", agent.name()));
         let socket = dir.join("qga.sock");
         let console = dir.join("console.log");
+
+        // The per-guest archive.
+        let extra = dir.join("extra");
+        let mut scripts = options.scripts.clone();
+        if options.scratch.is_some() {
+            scripts.push(("/e2e/setup.sh".into(), setup_script()));
+        }
+        if options.agent_args.is_some() || !options.env.is_empty() || options.supervised {
+            scripts.push(("/e2e/agent.sh".into(), agent_script(agent, options)));
+        }
+        if options.supervised {
+            scripts.push(("/e2e/supervised".into(), String::new()));
+        }
+        let initrd = if scripts.is_empty() {
+            base.to_path_buf()
+        } else {
+            for (path, text) in &scripts {
+                write_exec(&extra.join(path.trim_start_matches('/')), text);
+            }
+            let extra_cpio = dir.join("extra.cpio");
+            cpio_of(&extra, &extra_cpio);
+            let initrd = dir.join("initrd.cpio");
+            let mut all = fs::read(base).expect("read the initramfs");
+            all.extend_from_slice(&fs::read(&extra_cpio).expect("read extra.cpio"));
+            fs::write(&initrd, all).expect("write the initrd");
+            initrd
+        };
+
+        // The scratch disk.
+        let mut drive_args: Vec<std::ffi::OsString> = Vec::new();
+        let mut scratch_image = None;
+        let mut eio_sectors = Vec::new();
+        if let Some(disk) = &options.scratch {
+            let root = dir.join("scratch-root");
+            fs::create_dir_all(&root).expect("mkdir");
+            for f in &disk.files {
+                let at = root.join(f.path.trim_start_matches('/'));
+                fs::create_dir_all(at.parent().expect("a parent")).expect("mkdir");
+                fs::write(&at, &f.data).expect("write a scratch file");
+            }
+            let img = dir.join("scratch.ext4");
+            run_tool(
+                Command::new("mkfs.ext4")
+                    .args(["-F", "-q", "-b", "4096", "-d"])
+                    .arg(&root)
+                    .arg(&img)
+                    .arg(format!("{}M", disk.size_mib)),
+            );
+            let _ = fs::remove_dir_all(&root);
+            let mut drive = std::ffi::OsString::new();
+            if disk.eio_at.is_empty() {
+                drive.push("file=");
+                drive.push(&img);
+                drive.push(",format=raw,if=none,id=scratch");
+            } else {
+                let mut config = String::new();
+                for (file, offset) in &disk.eio_at {
+                    let sector = ext4_sector_of(&img, file, *offset);
+                    eio_sectors.push(sector);
+                    config.push_str(&format!(
+                        "[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\n\
+                         sector = \"{sector}\"\nonce = \"off\"\n\n"
+                    ));
+                }
+                let cfg = dir.join("blkdebug.conf");
+                fs::write(&cfg, config).expect("write blkdebug.conf");
+                // raw over blkdebug over the file: raw's reads raise the
+                // read_aio event on its child, which arms the rules. With
+                // blkdebug on top (`driver=blkdebug,image.driver=raw,
+                // image.file.filename=...`) QEMU 7.2 boots but no event
+                // reaches blkdebug and every read succeeds (measured), and
+                // `image.filename=` there is refused ("A block device must
+                // be specified for \"file\"").
+                drive.push("driver=raw,file.driver=blkdebug,file.config=");
+                drive.push(&cfg);
+                drive.push(",file.image.driver=file,file.image.filename=");
+                drive.push(&img);
+                drive.push(",if=none,id=scratch");
+            }
+            drive_args.push("-drive".into());
+            drive_args.push(drive);
+            drive_args.push("-device".into());
+            drive_args.push("virtio-blk-pci,drive=scratch".into());
+            scratch_image = Some(img);
+        }
+
         let log = File::create(&console).expect("create console log");
         let mut chardev = std::ffi::OsString::from("socket,path=");
         chardev.push(&socket);
@@ -487,7 +811,7 @@ impl Guest {
             .args(["-serial", "stdio", "-monitor", "none", "-kernel"])
             .arg(&assets.vmlinuz)
             .arg("-initrd")
-            .arg(initrd)
+            .arg(&initrd)
             .arg("-append")
             .arg(format!(
                 "console=ttyS0 quiet panic=-1 qga_e2e={}",
@@ -499,6 +823,7 @@ impl Guest {
             .arg(format!(
                 "virtserialport,bus=vser0.0,chardev=qga0,name={PORT_NAME}"
             ))
+            .args(&drive_args)
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
@@ -513,7 +838,73 @@ impl Guest {
             socket,
             console,
             started: Instant::now(),
+            dir,
+            scratch_image,
+            eio_sectors,
+            shell_runs: 0,
         }
+    }
+
+    /// The console's complete lines so far (CR stripped).
+    pub fn console_lines(&self) -> Vec<String> {
+        self.console_text()
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect()
+    }
+
+    /// How many console lines satisfy `pred` so far.
+    pub fn count_lines(&self, pred: impl Fn(&str) -> bool) -> usize {
+        self.console_lines().iter().filter(|l| pred(l)).count()
+    }
+
+    /// Wait (at most `timeout`) until more than `seen` console lines
+    /// satisfy `pred`; returns the time waited, `None` on time-out.
+    pub fn wait_lines(
+        &mut self,
+        seen: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<Duration> {
+        let t = Instant::now();
+        loop {
+            if self.count_lines(&pred) > seen {
+                return Some(t.elapsed());
+            }
+            self.assert_running();
+            if t.elapsed() >= timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start a shell command in the guest (`e2e-run`; the init echoes it
+    /// as a line `e2e: run <command>`). End it with `&` to run it in the
+    /// background.
+    pub fn run(&mut self, command: &str) {
+        assert!(!command.contains('\n'), "one line: {command:?}");
+        self.console_line(&format!("e2e-run {command}"));
+    }
+
+    /// Run a shell command in the guest and return its output (stdout and
+    /// stderr), or `None` if it does not finish within `timeout`.
+    pub fn shell(&mut self, command: &str, timeout: Duration) -> Option<String> {
+        self.shell_runs += 1;
+        let tag = format!("e2e-sh{}", self.shell_runs);
+        let out_prefix = format!("{tag}: ");
+        let end = format!("{tag}-end");
+        self.run(&format!(
+            "{{ {command} ; }} 2>&1 | sed 's/^/{out_prefix}/'; echo {end}"
+        ));
+        self.wait_lines(0, timeout, |l| l == end)?;
+        Some(
+            self.console_lines()
+                .iter()
+                .filter_map(|l| l.strip_prefix(&out_prefix))
+                .map(|l| format!("{l}\n"))
+                .collect(),
+        )
     }
 
     /// The console output so far.
@@ -709,11 +1100,26 @@ impl HostConn {
     /// sentinel), sent again with a fresh id every `retry` until it
     /// completes; panics after `timeout`. Returns the id that synced.
     pub fn sync(&mut self, first_id: i64, retry: Duration, timeout: Duration) -> i64 {
+        self.try_sync(first_id, retry, timeout).unwrap_or_else(|| {
+            panic!(
+                "no answer to the sync handshake within {timeout:?}; received: {:?}",
+                String::from_utf8_lossy(&self.received)
+            )
+        })
+    }
+
+    /// [`HostConn::sync`] that gives up after `timeout`: `None` then.
+    /// Also what a client does after an agent restart or a broken reply:
+    /// the reset byte clears the agent's parser, and everything before the
+    /// sentinel and the matching reply is skipped.
+    pub fn try_sync(&mut self, first_id: i64, retry: Duration, timeout: Duration) -> Option<i64> {
         let deadline = Instant::now() + timeout;
         let mut id = first_id;
         loop {
             let hello = self.client.begin_sync(id, SyncMode::Delimited);
-            self.send(&hello);
+            if !self.send_within(&hello, deadline.saturating_duration_since(Instant::now())) {
+                return None;
+            }
             let round = (Instant::now() + retry).min(deadline);
             loop {
                 while !self.pending.is_empty() {
@@ -721,20 +1127,97 @@ impl HostConn {
                     let synced = matches!(event, Some(Event::Synced));
                     self.pending.drain(..used);
                     if synced {
-                        return id;
+                        return Some(id);
                     }
                 }
                 if !self.fill(round) && Instant::now() >= round {
                     break;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "no answer to the sync handshake within {timeout:?}; received: {:?}",
-                String::from_utf8_lossy(&self.received)
-            );
+            if Instant::now() >= deadline {
+                return None;
+            }
             id = id.wrapping_add(1);
         }
+    }
+
+    /// Send raw bytes, giving up after `timeout` (an agent that stops
+    /// reading stops QEMU reading the socket): whether all were sent. On
+    /// a time-out, part of `bytes` may have been sent.
+    pub fn send_within(&mut self, bytes: &[u8], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.stream
+                .set_write_timeout(Some(left))
+                .expect("set write timeout");
+            // Small writes, so that one blocked write cannot overrun the
+            // deadline by much.
+            let chunk = &rest[..rest.len().min(64 << 10)];
+            match self.stream.write(chunk) {
+                Ok(0) => panic!("QEMU closed the chardev connection"),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return false
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("send to the port: {e}"),
+            }
+        }
+        self.stream
+            .set_write_timeout(None)
+            .expect("set write timeout");
+        true
+    }
+
+    /// The raw bytes of the next non-blank output line (up to and
+    /// including its newline), bypassing the client's parser, within `timeout`; `None`
+    /// on time-out (what arrived stays queued). For replies that may be
+    /// broken or too large for the client's buffer; resynchronise with
+    /// [`HostConn::sync`] afterwards.
+    pub fn raw_line_within(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut scanned = 0;
+        loop {
+            if let Some(at) = self.pending[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + at + 1;
+                let line: Vec<u8> = self.pending.drain(..end).collect();
+                scanned = 0;
+                // Skip what is left between messages (the newline after a
+                // reply the client already took).
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Some(line);
+            }
+            scanned = self.pending.len();
+            if !self.fill(deadline) && Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// Send a request and wait at most `timeout` for its answer; `None`
+    /// if it is not answered (or could not be sent) in time.
+    pub fn try_call(
+        &mut self,
+        execute: &str,
+        arguments: Option<&str>,
+        timeout: Duration,
+    ) -> Option<Answer> {
+        let deadline = Instant::now() + timeout;
+        let mut request = Vec::new();
+        self.client
+            .write_request(&mut request, execute, arguments.map(str::as_bytes))
+            .expect("write request");
+        if !self.send_within(&request, timeout) {
+            return None;
+        }
+        self.answer_within(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// The next response within `timeout`, if any (values that are not
