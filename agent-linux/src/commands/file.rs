@@ -19,7 +19,7 @@
 //! We read up to [`FULL_READ`] bytes (4 MiB) into memory before anything
 //! is written: a read that ends within them (every default-size read,
 //! anything up to 4 MiB) is answered from that buffer, and a read error
-//! there is qemu-ga's error reply, "failed to read file: <strerror>", with
+//! there is qemu-ga's error reply, `failed to read file: <strerror>`, with
 //! none of the data. A longer read of a regular file takes the count from
 //! `fstat` (`min(asked, size - position)`) and then streams the rest in
 //! [`CHUNK`]-byte pieces, base64-encoded as they go, so memory stays at a

@@ -8,7 +8,9 @@
 //! group of its own and is waited for at most [`HELPER_TIMEOUT`] (the
 //! fsfreeze hook: its own configurable limit); past that the whole group
 //! is killed with SIGKILL, reaped, and the command fails with
-//! "<what> has timed out after N seconds", a text qemu-ga does not have.
+//! `child process has timed out after N seconds (it was to <action>)`
+//! (the hook: `fsfreeze hook has timed out after N seconds`), texts
+//! qemu-ga does not have.
 
 use std::ffi::OsStr;
 use std::io::{self, Write as _};
@@ -86,7 +88,7 @@ pub fn seconds(d: Duration) -> u64 {
 }
 
 /// Run `program` with `args`, feeding `input` on stdin if given. `action`
-/// completes qemu-ga's message "child process has failed to <action>".
+/// completes qemu-ga's message `child process has failed to <action>`.
 /// Waits at most [`HELPER_TIMEOUT`].
 pub fn run_command<'a, S: AsRef<OsStr>>(
     program: &OsStr,
