@@ -19,6 +19,9 @@
 //!    (spilling the request's data to `$TMPDIR` would wedge the agent);
 //! 4. the agent killed (SIGTERM) while frozen and restarted by a
 //!    supervisor: afterwards the disk is thawed and writable;
+//!    4b. killed with SIGKILL instead (nothing can thaw): the restarted
+//!    agent starts frozen (the marker), answers although its log file is
+//!    on the frozen disk, and its thaw makes the disk writable;
 //! 5. an fsfreeze hook that never returns: with `--fsfreeze-hook-timeout
 //!    3` the freeze fails with "timed out" and nothing stays frozen;
 //! 6. `--fsfreeze-auto-thaw 5`: a freeze nobody thaws ends by itself;
@@ -652,6 +655,55 @@ fn restart_while_frozen(guest: &mut Guest, conn: &mut HostConn, r: &mut Report) 
     status.is_some()
 }
 
+/// 4b: SIGKILL (no thaw possible) while frozen, the log on the frozen
+/// disk: the restarted agent finds the marker, starts frozen, and writes
+/// nothing to that disk before the host's thaw (a log line or its pid
+/// file there would block it before its first read).
+fn killed_while_frozen(guest: &mut Guest, conn: &mut HostConn, r: &mut Report) -> bool {
+    r.note("--- 4b: agent killed (SIGKILL) while frozen, restarted frozen");
+    let freeze = call(conn, r, "guest-fsfreeze-freeze", None, CALL_TIMEOUT);
+    r.check(returned(&freeze, "1"), "guest-fsfreeze-freeze returns 1");
+    if freeze.is_none() {
+        return false;
+    }
+    let exits = guest.count_lines(is_exit_line);
+    let t = Instant::now();
+    guest.run(&format!("kill -KILL $(pidof {})", process(r.kind)));
+    let exited = guest.wait_lines(exits, EXIT_TIMEOUT, is_exit_line);
+    r.check(exited.is_some(), "the agent is gone after SIGKILL");
+    let synced = conn
+        .try_sync(fresh_id(), Duration::from_secs(1), Duration::from_secs(30))
+        .is_some();
+    r.note(format!(
+        "handshake with the agent restarted while frozen: {synced} ({:.2?} after the kill)",
+        t.elapsed()
+    ));
+    if !r.check(synced, "the agent restarted while frozen answers") {
+        return false;
+    }
+    let status = call(conn, r, "guest-fsfreeze-status", None, CALL_TIMEOUT);
+    r.check(
+        returned(&status, "\"frozen\""),
+        "the restarted agent knows it is frozen (the marker)",
+    );
+    let thaw = call(conn, r, "guest-fsfreeze-thaw", None, CALL_TIMEOUT);
+    r.check(
+        returned(&thaw, "1"),
+        "the restarted agent's thaw thaws the disk",
+    );
+    let done = background_write(guest, "s4b");
+    let wrote = guest.wait_lines(0, WRITE_TIMEOUT, &done);
+    r.note(format!(
+        "a shell write after that thaw completed: {wrote:.2?}"
+    ));
+    r.check(wrote.is_some(), "a shell write completes after the thaw");
+    let log = guest
+        .shell(&format!("tail -n 3 {LOG}"), Duration::from_secs(10))
+        .unwrap_or_default();
+    r.note(format!("log after the thaw: {:?}", log.trim_end()));
+    thaw.is_some() && wrote.is_some()
+}
+
 /// Run `scenario` if the agent answers, else recover first (once).
 fn step(
     guest: &mut Guest,
@@ -670,18 +722,19 @@ fn step(
     *healthy = scenario(guest, conn, r);
 }
 
-/// 7, 1+2, 3, 4 in one supervised guest; the hook of the qemu-ga guest
+/// 7, 1+2, 3, 4, 4b in one supervised guest; the hook of the qemu-ga guest
 /// may then run 5.
 fn shared_guest(kind: AgentKind) -> (Guest, HostConn, Report, bool) {
     let opts = options(agent_args(true, &[]), true, Some(hook_script(false)), true);
     let (mut guest, mut conn) = boot(kind, &opts);
     let mut r = Report::new(kind);
     let mut healthy = true;
-    let scenarios: [fn(&mut Guest, &mut HostConn, &mut Report) -> bool; 4] = [
+    let scenarios: [fn(&mut Guest, &mut HostConn, &mut Report) -> bool; 5] = [
         eio_read,
         freeze_blocks_writes,
         file_write_while_frozen,
         restart_while_frozen,
+        killed_while_frozen,
     ];
     for scenario in scenarios {
         let t = Instant::now();
@@ -696,7 +749,7 @@ fn fsfreeze_e2e_ours() {
     let total = Instant::now();
     let (_guest, _conn, r, _) = shared_guest(AgentKind::Ours);
     r.note(format!(
-        "scenarios 7, 1+2, 3, 4: total {:.2?}",
+        "scenarios 7, 1+2, 3, 4, 4b: total {:.2?}",
         total.elapsed()
     ));
     r.finish();
