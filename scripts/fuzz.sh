@@ -12,7 +12,7 @@
 # test).
 #
 #   bash scripts/fuzz.sh            # smoke run, as in the test command
-#   bash scripts/fuzz.sh 360        # a campaign: 6 min per target and configuration
+#   bash scripts/fuzz.sh 900        # a campaign: 15 min per target and configuration, 2 h
 #
 # QGA_FUZZ_LOGS=DIR keeps each run's full libFuzzer log as DIR/<config>-<target>.log.
 #
