@@ -15,6 +15,8 @@
 #   bash scripts/fuzz.sh 900        # a campaign: 15 min per target and configuration, 2 h
 #
 # QGA_FUZZ_LOGS=DIR keeps each run's full libFuzzer log as DIR/<config>-<target>.log.
+# QGA_FUZZ_ARGS adds libFuzzer flags, e.g. QGA_FUZZ_ARGS=-max_len=256 for
+# shorter inputs and so more executions a second (fuzz/CAMPAIGN.md).
 #
 # The machine's toolchain is stable; cargo-fuzz needs one unstable flag
 # set, which RUSTC_BOOTSTRAP=1 allows for this build only. No sanitizer:
@@ -25,6 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${1:-15}
 logs=${QGA_FUZZ_LOGS:-}
+read -r -a extra <<<"${QGA_FUZZ_ARGS:-}"
 [ -z "$logs" ] || mkdir -p "$logs"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
@@ -39,7 +42,7 @@ for config in default speed; do
     log=$(mktemp)
     status=0
     cargo fuzz run -s none "${features[@]}" "$target" "corpus/$target" "seeds/$target" -- \
-      -max_total_time="$seconds" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 >"$log" 2>&1 || status=$?
+      -max_total_time="$seconds" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 "${extra[@]}" >"$log" 2>&1 || status=$?
     grep -E '^(#[0-9]+[[:space:]]+DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true
     [ -z "$logs" ] || cp "$log" "$logs/$config-$target.log"
     if [ "$status" -ne 0 ]; then
