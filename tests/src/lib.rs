@@ -301,3 +301,61 @@ pub fn qemu_ga_bin() -> PathBuf {
         .find(|p| p.exists())
         .expect("qemu-ga is not installed: run `bash scripts/e2e-setup.sh` (Debian package qemu-guest-agent)")
 }
+
+/// An agent (ours or qemu-ga) started as `child`, listening on `socket`,
+/// spoken to one request line and one response line at a time (no
+/// handshake, no 0xFF); killed on drop (README difference 10).
+pub struct LinePeer {
+    child: std::process::Child,
+    reader: std::io::BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl LinePeer {
+    /// Wait at most 10 s for `child` (which runs `bin`) to listen on
+    /// `socket`, then connect; each answer is awaited at most `read_timeout`.
+    pub fn connect(
+        child: std::process::Child,
+        socket: &Path,
+        bin: &Path,
+        read_timeout: Duration,
+    ) -> LinePeer {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            if let Ok(s) = UnixStream::connect(socket) {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not listen",
+                bin.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        stream.set_read_timeout(Some(read_timeout)).unwrap();
+        LinePeer {
+            child,
+            reader: std::io::BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    /// One request, its response line without the newline.
+    pub fn call(&mut self, request: &str) -> String {
+        use std::io::{BufRead, Write};
+        self.writer.write_all(request.as_bytes()).unwrap();
+        self.writer.write_all(b"\n").unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("response");
+        assert!(line.ends_with('\n'), "no response to {request}");
+        line.pop();
+        line
+    }
+}
+
+impl Drop for LinePeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -13,11 +13,10 @@
 //! that do not exist. Every difference allowed is in [`EXPECTED`], with the
 //! README item (or KNOWN BUG) that explains it.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tests::LinePeer;
 
 /// QEMU's `tests/data/test-qga-os-release`.
 const OS_RELEASE: &str = "ID=qemu-ga-test\nNAME=QEMU-GA\nPRETTY_NAME=\"QEMU Guest Agent test\"\n\
@@ -26,67 +25,21 @@ const OS_RELEASE: &str = "ID=qemu-ga-test\nNAME=QEMU-GA\nPRETTY_NAME=\"QEMU Gues
 
 /// An agent on a unix socket with its own state directory; SIGKILLed on
 /// drop (README difference 10).
-struct Peer {
-    child: Child,
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Peer {
-    fn start(bin: &Path, name: &str, os_release: &Path) -> Peer {
-        let dir = tests::scratch_dir(&format!("diffcmd-{name}"));
-        let socket = dir.join("sock");
-        let child = Command::new(bin)
-            .args(["-m", "unix-listen", "-p"])
-            .arg(&socket)
-            .arg("-t")
-            .arg(&dir)
-            .env("QGA_OS_RELEASE", os_release)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn agent");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            if let Ok(s) = UnixStream::connect(&socket) {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not listen",
-                bin.display()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Peer {
-            child,
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    /// One request, one response line (no guest-sync-delimited here, so
-    /// no 0xFF).
-    fn call(&mut self, request: &str) -> String {
-        self.writer.write_all(request.as_bytes()).unwrap();
-        self.writer.write_all(b"\n").unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("response");
-        assert!(line.ends_with('\n'), "no response to {request}");
-        line.pop();
-        line
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_peer(bin: &Path, name: &str, os_release: &Path) -> LinePeer {
+    let dir = tests::scratch_dir(&format!("diffcmd-{name}"));
+    let socket = dir.join("sock");
+    let child = Command::new(bin)
+        .args(["-m", "unix-listen", "-p"])
+        .arg(&socket)
+        .arg("-t")
+        .arg(&dir)
+        .env("QGA_OS_RELEASE", os_release)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agent");
+    LinePeer::connect(child, &socket, bin, Duration::from_secs(10))
 }
 
 /// The end of the JSON value starting at `text[start..]`.
@@ -179,7 +132,7 @@ fn normalise(text: &str) -> String {
 type Exchange = (String, String);
 
 /// Poll guest-exec-status until exited; the final exchange.
-fn wait_exec(peer: &mut Peer, pid: i64) -> Exchange {
+fn wait_exec(peer: &mut LinePeer, pid: i64) -> Exchange {
     let request = format!(r#"{{"execute": "guest-exec-status", "arguments": {{"pid": {pid}}}}}"#);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -497,14 +450,14 @@ const EXPECTED: &[(&str, &str, &str)] = &[
 ];
 
 /// Send `request`, log the exchange, return the response.
-fn call(peer: &mut Peer, log: &mut Vec<Exchange>, request: String) -> String {
+fn call(peer: &mut LinePeer, log: &mut Vec<Exchange>, request: String) -> String {
     let response = peer.call(&request);
     log.push((request, response.clone()));
     response
 }
 
 /// The whole session against one agent, normalised.
-fn session(peer: &mut Peer, data: &Path, ours: bool) -> Vec<Exchange> {
+fn session(peer: &mut LinePeer, data: &Path, ours: bool) -> Vec<Exchange> {
     let mut log: Vec<Exchange> = Vec::new();
     for (execute, args) in ERROR_CASES {
         call(peer, &mut log, req(execute, args));
@@ -723,11 +676,11 @@ fn os_commands_against_qemu_ga() {
     std::fs::write(&os_release, OS_RELEASE).unwrap();
     let data = root.join("data");
     let theirs = {
-        let mut peer = Peer::start(&tests::qemu_ga_bin(), "qemu-ga", &os_release);
+        let mut peer = start_peer(&tests::qemu_ga_bin(), "qemu-ga", &os_release);
         session(&mut peer, &data, false)
     };
     let ours = {
-        let mut peer = Peer::start(tests::guest_agent_bin(), "ours", &os_release);
+        let mut peer = start_peer(tests::guest_agent_bin(), "ours", &os_release);
         session(&mut peer, &data, true)
     };
     assert_eq!(theirs.len(), ours.len());

@@ -12,12 +12,11 @@
 //! home is in the scratch directory, and nothing changed on the machine.
 //! Needs root; skipped otherwise.
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tests::LinePeer;
 
 const USER: &str = "qga-ssh-test";
 const UID: u32 = 4242;
@@ -25,68 +24,24 @@ const GID: u32 = 4243;
 
 /// An agent on a unix socket in its own mount namespace; SIGKILLed on
 /// drop.
-struct Peer {
-    child: Child,
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Peer {
-    fn start(bin: &Path, dir: &Path, passwd: &Path) -> Peer {
-        let socket = dir.join("sock");
-        // unshare execs sh, which execs the agent: the child is the agent.
-        let child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(r#"mount --bind "$0" /etc/passwd && exec "$@""#)
-            .arg(passwd)
-            .arg(bin)
-            .args(["-m", "unix-listen", "-p"])
-            .arg(&socket)
-            .arg("-t")
-            .arg(dir)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn unshare");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            if let Ok(s) = UnixStream::connect(&socket) {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not listen",
-                bin.display()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Peer {
-            child,
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    fn call(&mut self, request: &str) -> String {
-        self.writer.write_all(request.as_bytes()).unwrap();
-        self.writer.write_all(b"\n").unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("response");
-        assert!(line.ends_with('\n'), "no response to {request}");
-        line.pop();
-        line
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_peer(bin: &Path, dir: &Path, passwd: &Path) -> LinePeer {
+    let socket = dir.join("sock");
+    // unshare execs sh, which execs the agent: the child is the agent.
+    let child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$0" /etc/passwd && exec "$@""#)
+        .arg(passwd)
+        .arg(bin)
+        .args(["-m", "unix-listen", "-p"])
+        .arg(&socket)
+        .arg("-t")
+        .arg(dir)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn unshare");
+    LinePeer::connect(child, &socket, bin, Duration::from_secs(10))
 }
 
 /// One step of a session.
@@ -235,7 +190,7 @@ fn run(bin: &Path, root: &Path, name: &str) -> Vec<String> {
         ),
     )
     .unwrap();
-    let mut peer = Peer::start(bin, &dir, &passwd);
+    let mut peer = start_peer(bin, &dir, &passwd);
     let ssh = home.join(".ssh");
     let file = ssh.join("authorized_keys");
     let home_text = home.display().to_string();

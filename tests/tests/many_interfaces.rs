@@ -21,11 +21,10 @@
 //! cargo test -p tests --release --test many_interfaces -- --nocapture  # times of the release build
 //! ```
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use tests::LinePeer;
 
 const LINKS: usize = 1000;
 
@@ -76,70 +75,30 @@ impl Drop for Netns {
 
 /// An agent inside the namespace, on a unix socket; SIGKILLed on drop
 /// (README difference 10).
-struct Agent {
-    child: Child,
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
+fn start_agent(ns: &Netns, bin: &Path, dir: &Path) -> LinePeer {
+    std::fs::create_dir_all(dir).unwrap();
+    let socket = dir.join("sock");
+    // `ip netns exec` execs the agent: the child is the agent.
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(bin)
+        .args(["-m", "unix-listen", "-p"])
+        .arg(&socket)
+        .arg("-t")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agent");
+    LinePeer::connect(child, &socket, bin, Duration::from_secs(120))
 }
 
-impl Agent {
-    fn start(ns: &Netns, bin: &Path, dir: &Path) -> Agent {
-        std::fs::create_dir_all(dir).unwrap();
-        let socket = dir.join("sock");
-        // `ip netns exec` execs the agent: the child is the agent.
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.0])
-            .arg(bin)
-            .args(["-m", "unix-listen", "-p"])
-            .arg(&socket)
-            .arg("-t")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn agent");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            if let Ok(s) = UnixStream::connect(&socket) {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not listen",
-                bin.display()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .unwrap();
-        Agent {
-            child,
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    /// One request, its response line (without the newline) and the time
-    /// from sending to the end of the line.
-    fn call(&mut self, request: &str) -> (String, Duration) {
-        let t = Instant::now();
-        self.writer.write_all(request.as_bytes()).unwrap();
-        self.writer.write_all(b"\n").unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("response");
-        let took = t.elapsed();
-        assert!(line.ends_with('\n'), "no response to {request}");
-        line.pop();
-        (line, took)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// One request, its response line (without the newline) and the time
+/// from sending to the end of the line.
+fn timed_call(agent: &mut LinePeer, request: &str) -> (String, Duration) {
+    let t = Instant::now();
+    let line = agent.call(request);
+    (line, t.elapsed())
 }
 
 /// The end of the JSON value starting at `text[start..]` (as in
@@ -301,24 +260,24 @@ fn a_thousand_interfaces_against_qemu_ga() {
     );
 
     let request = r#"{"execute": "guest-network-get-interfaces"}"#;
-    let mut theirs = Agent::start(&ns, &tests::qemu_ga_bin(), &dir.join("qemu-ga"));
+    let mut theirs = start_agent(&ns, &tests::qemu_ga_bin(), &dir.join("qemu-ga"));
     // The agent built as the test is: compare times with `--release`.
     let (bin, build) = if cfg!(debug_assertions) {
         (tests::guest_agent_bin(), "debug")
     } else {
         (tests::guest_agent_release_bin(), "release")
     };
-    let mut ours = Agent::start(&ns, bin, &dir.join("ours"));
+    let mut ours = start_agent(&ns, bin, &dir.join("ours"));
     // Turns, three calls each; the first answers are compared.
     let (mut their_times, mut our_times) = (Vec::new(), Vec::new());
     let (mut their_text, mut our_text) = (String::new(), String::new());
     for turn in 0..3 {
-        let (text, took) = theirs.call(request);
+        let (text, took) = timed_call(&mut theirs, request);
         their_times.push(took);
         if turn == 0 {
             their_text = text;
         }
-        let (text, took) = ours.call(request);
+        let (text, took) = timed_call(&mut ours, request);
         our_times.push(took);
         if turn == 0 {
             our_text = text;
