@@ -7,16 +7,6 @@
 //! Dragon4), which cost about 26 KiB of code and tables and 2–4 KiB of
 //! stack. Numbers in ids are rare and short, so speed matters less here
 //! than size; a conversion takes a few microseconds at worst.
-//!
-//! ```
-//! use agent_core::float::{parse, significant_digits};
-//!
-//! assert_eq!(parse(b"0.1"), Some(0.1));
-//! assert_eq!(parse(b"-2.5e-3"), Some(-0.0025));
-//! assert_eq!(parse(b"1e400"), Some(f64::INFINITY));
-//! let (digits, exponent) = significant_digits(0.1);
-//! assert_eq!((&digits, exponent), (b"10000000000000001", -1));
-//! ```
 
 // The arithmetic below is on limbs (u32 products in u64), on exponents
 // bounded by the f64 range and the saturated input exponent (|exp10| <
@@ -417,6 +407,18 @@ mod tests {
         clippy::excessive_precision
     )]
     use super::*;
+
+    /// The module's example.
+    #[test]
+    fn doc_example() {
+        use crate::float::{parse, significant_digits};
+
+        assert_eq!(parse(b"0.1"), Some(0.1));
+        assert_eq!(parse(b"-2.5e-3"), Some(-0.0025));
+        assert_eq!(parse(b"1e400"), Some(f64::INFINITY));
+        let (digits, exponent) = significant_digits(0.1);
+        assert_eq!((&digits, exponent), (b"10000000000000001", -1));
+    }
     extern crate std;
     use std::format;
     use std::string::String;

@@ -23,16 +23,6 @@
 //! The lexer is sans-IO and stores nothing: it tells its caller which bytes
 //! it consumed and what they were. String bodies are scanned a machine word
 //! at a time.
-//!
-//! ```
-//! use agent_core::lexer::{Lexer, Lexeme, TokenKind};
-//!
-//! let mut lexer = Lexer::new();
-//! let step = lexer.step(br#"  "abc" 12"#);
-//! assert_eq!((step.consumed, step.lexeme), (2, Lexeme::Skipped));
-//! let step = lexer.step(br#""abc" 12"#);
-//! assert_eq!((step.consumed, step.lexeme), (5, Lexeme::Token(TokenKind::String)));
-//! ```
 
 /// QEMU's `MAX_TOKEN_SIZE`: the longest token, and the most token bytes in
 /// one message (64 MiB).
@@ -160,16 +150,6 @@ impl Lexer {
         self.state == State::Start
     }
 
-    /// Whether the lexer is skipping input after an error.
-    pub fn is_recovering(&self) -> bool {
-        self.state == State::Recovery
-    }
-
-    /// Length in bytes of the unfinished token.
-    pub fn token_len(&self) -> usize {
-        self.token_len
-    }
-
     /// Consume bytes from `input` until one lexeme is complete or the input
     /// is exhausted. Each step's bytes are all of one [`Lexeme`] kind;
     /// a step consumes at least one byte unless `input` is empty.
@@ -253,7 +233,7 @@ impl Lexer {
                         .saturating_sub(self.token_len);
                     let rest = input.get(pos..).unwrap_or_default();
                     let window = rest.get(..room).unwrap_or(rest);
-                    let plain = scan_string_body(window, quote);
+                    let plain = crate::scan::scan_string_body(window, quote);
                     if plain > 0 {
                         pos = pos.saturating_add(plain);
                         self.token_len = self.token_len.saturating_add(plain);
@@ -423,172 +403,6 @@ pub const fn is_resync_point(byte: u8) -> bool {
     }
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Whether any byte of `word` is zero (exact for the "any" question).
-const fn has_zero_byte(word: u64) -> bool {
-    word.wrapping_sub(ONES) & !word & HIGHS != 0
-}
-
-/// Whether any byte of `word` is below 0x20.
-const fn has_control_byte(word: u64) -> bool {
-    word.wrapping_sub(ONES.wrapping_mul(0x20)) & !word & HIGHS != 0
-}
-
-/// Whether `word` holds a byte that ends a plain run inside a string:
-/// the quote, a backslash, a control byte, 0xFE or 0xFF.
-const fn has_special_byte(word: u64, quote: u8) -> bool {
-    has_control_byte(word)
-        || has_zero_byte(word ^ ONES.wrapping_mul(quote as u64))
-        || has_zero_byte(word ^ ONES.wrapping_mul(b'\\' as u64))
-        || has_zero_byte(!(word | ONES))
-}
-
-/// Whether `byte` may stand in a string without ending a plain run.
-const fn is_plain_string_byte(byte: u8, quote: u8) -> bool {
-    byte >= 0x20 && byte <= 0xFD && byte != quote && byte != b'\\'
-}
-
-/// The length of the leading run of `bytes` whose every byte `keep`
-/// accepts, where `words` finds such a run (eight bytes at a time).
-///
-/// With feature `speed`, a run that goes past 64 bytes goes on in whole
-/// 64-byte blocks, each checked by a branch-free fold that compilers
-/// vectorise: long strings (a file's base64) are scanned at memory speed,
-/// while short ones cost no more than the words.
-#[inline(always)]
-pub(crate) fn plain_run(
-    bytes: &[u8],
-    words: impl Fn(&[u8]) -> usize,
-    keep: impl Fn(u8) -> bool,
-) -> usize {
-    #[cfg(feature = "speed")]
-    {
-        // A short input (a small request's rest) is scanned as it is.
-        let Some(first) = bytes.get(..BLOCK).filter(|_| bytes.len() > 2 * BLOCK) else {
-            return words(bytes);
-        };
-        let head = words(first);
-        if head < BLOCK {
-            return head;
-        }
-        long_run(bytes, words, keep)
-    }
-    #[cfg(not(feature = "speed"))]
-    {
-        let _ = keep;
-        words(bytes)
-    }
-}
-
-/// Bytes per block of [`plain_run`]'s long runs.
-#[cfg(feature = "speed")]
-const BLOCK: usize = 64;
-
-/// [`plain_run`] past its first [`BLOCK`] bytes, which were all kept: whole
-/// blocks, then words (not inlined: short runs never get here).
-#[cfg(feature = "speed")]
-#[inline(never)]
-fn long_run(bytes: &[u8], words: impl Fn(&[u8]) -> usize, keep: impl Fn(u8) -> bool) -> usize {
-    let rest = bytes.get(BLOCK..).unwrap_or_default();
-    let blocks = rest
-        .chunks_exact(BLOCK)
-        .take_while(|block| block.iter().fold(true, |all, &b| all & keep(b)))
-        .count()
-        .saturating_mul(BLOCK);
-    let tail = rest.get(blocks..).unwrap_or_default();
-    BLOCK.saturating_add(blocks).saturating_add(words(tail))
-}
-
-/// Length of the leading run of `bytes` that is ASCII without backslashes
-/// (string content the parser need not decode), eight bytes at a time.
-#[inline]
-pub fn scan_plain_ascii(bytes: &[u8]) -> usize {
-    plain_run(bytes, plain_ascii_words, |b| b != b'\\' && b < 0x80)
-}
-
-fn plain_ascii_words(bytes: &[u8]) -> usize {
-    let mut done = 0usize;
-    for chunk in bytes.chunks_exact(8) {
-        let Ok(array) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let word = u64::from_le_bytes(array);
-        if word & HIGHS != 0 || has_zero_byte(word ^ ONES.wrapping_mul(b'\\' as u64)) {
-            break;
-        }
-        done = done.saturating_add(8);
-    }
-    let tail = bytes.get(done..).unwrap_or_default();
-    done.saturating_add(tail.iter().take_while(|&&b| b != b'\\' && b < 0x80).count())
-}
-
-/// Offset of the first `quote` or backslash in `bytes` (or its length),
-/// scanned eight bytes at a time: the end of a run of string content that
-/// is already known to be valid.
-pub fn find_quote_or_backslash(bytes: &[u8], quote: u8) -> usize {
-    let mut done = 0usize;
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
-        let Ok(array) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let word = u64::from_le_bytes(array);
-        let hits = zero_bytes(word ^ ONES.wrapping_mul(quote as u64))
-            | zero_bytes(word ^ ONES.wrapping_mul(b'\\' as u64));
-        if hits != 0 {
-            // The lowest flag is exact: borrows only run upwards.
-            return done.saturating_add((hits.trailing_zeros() / 8) as usize);
-        }
-        done = done.saturating_add(8);
-    }
-    done.saturating_add(
-        words
-            .remainder()
-            .iter()
-            .take_while(|&&b| b != quote && b != b'\\')
-            .count(),
-    )
-}
-
-/// The high bit of each zero byte of `word`, and perhaps of bytes above
-/// one (a borrow): the lowest flag set marks the first zero byte exactly.
-const fn zero_bytes(word: u64) -> u64 {
-    word.wrapping_sub(ONES) & !word & HIGHS
-}
-
-/// Length of the leading run of `bytes` that needs no attention inside a
-/// string delimited by `quote`, scanned eight bytes at a time.
-#[inline]
-pub fn scan_string_body(bytes: &[u8], quote: u8) -> usize {
-    plain_run(
-        bytes,
-        |b| string_body_words(b, quote),
-        |b| is_plain_string_byte(b, quote),
-    )
-}
-
-fn string_body_words(bytes: &[u8], quote: u8) -> usize {
-    let mut done = 0usize;
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
-        let Ok(array) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        if has_special_byte(u64::from_le_bytes(array), quote) {
-            break;
-        }
-        done = done.saturating_add(8);
-    }
-    let tail = bytes.get(done..).unwrap_or_default();
-    let plain = tail
-        .iter()
-        .take_while(|&&b| is_plain_string_byte(b, quote))
-        .count();
-    done.saturating_add(plain)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(
@@ -597,6 +411,21 @@ mod tests {
         clippy::unwrap_used
     )]
     use super::*;
+
+    /// The module's example.
+    #[test]
+    fn doc_example() {
+        use crate::lexer::{Lexeme, Lexer, TokenKind};
+
+        let mut lexer = Lexer::new();
+        let step = lexer.step(br#"  "abc" 12"#);
+        assert_eq!((step.consumed, step.lexeme), (2, Lexeme::Skipped));
+        let step = lexer.step(br#""abc" 12"#);
+        assert_eq!(
+            (step.consumed, step.lexeme),
+            (5, Lexeme::Token(TokenKind::String))
+        );
+    }
 
     /// Lex `input` completely, returning each lexeme with its bytes.
     fn lex(input: &[u8]) -> Vec<(Lexeme, Vec<u8>)> {
@@ -821,60 +650,6 @@ mod tests {
                 .collect()
         };
         assert_eq!(strip(out), strip(whole));
-    }
-
-    #[test]
-    fn word_scan_matches_byte_scan() {
-        for quote in [b'"', b'\''] {
-            for special in [
-                b'"', b'\'', b'\\', 0x00, 0x1F, 0xFE, 0xFF, 0x20, 0x7F, 0xFD, 0x80,
-            ] {
-                // Past 128 bytes, so that the 64-byte blocks of feature
-                // `speed` stop at every place of a block.
-                for at in 0..200 {
-                    let mut bytes = vec![b'A'; 200];
-                    bytes[at] = special;
-                    let expect = bytes
-                        .iter()
-                        .take_while(|&&b| is_plain_string_byte(b, quote))
-                        .count();
-                    assert_eq!(
-                        scan_string_body(&bytes, quote),
-                        expect,
-                        "special {special:#x} at {at}"
-                    );
-                    let ascii = bytes
-                        .iter()
-                        .take_while(|&&b| b != b'\\' && b < 0x80)
-                        .count();
-                    assert_eq!(scan_plain_ascii(&bytes), ascii, "{special:#x} at {at}");
-                    // Also with a second stop after the first, and a
-                    // byte one above the quote before it (where a
-                    // borrow could raise a false flag).
-                    let mut two = bytes.clone();
-                    if at + 1 < two.len() {
-                        two[at + 1] = quote;
-                    }
-                    if at > 0 {
-                        two[at - 1] = quote.wrapping_add(1);
-                    }
-                    for input in [&bytes, &two] {
-                        for from in [0, 1, 3] {
-                            let input = &input[from..];
-                            let expected = input
-                                .iter()
-                                .take_while(|&&b| b != quote && b != b'\\')
-                                .count();
-                            assert_eq!(
-                                find_quote_or_backslash(input, quote),
-                                expected,
-                                "{special:#x} at {at} from {from}"
-                            );
-                        }
-                    }
-                }
-            }
-        }
     }
 
     #[test]

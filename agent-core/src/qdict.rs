@@ -5,14 +5,6 @@
 //! entries go to the head of their bucket's list, and iteration walks the
 //! buckets in order. So an object's members come out sorted by bucket, and
 //! within a bucket in reverse order of insertion.
-//!
-//! ```
-//! use agent_core::qdict::bucket;
-//!
-//! // Why qemu-ga writes {"return": ..., "id": ...} and {"id": ..., "error": ...}:
-//! assert!(bucket("return".bytes()) < bucket("id".bytes()));
-//! assert!(bucket("id".bytes()) < bucket("error".bytes()));
-//! ```
 
 use crate::json::{JsonStr, Value};
 
@@ -238,6 +230,16 @@ mod tests {
         clippy::unwrap_used
     )]
     use super::*;
+
+    /// The module's example.
+    #[test]
+    fn doc_example() {
+        use crate::qdict::bucket;
+
+        // Why qemu-ga writes {"return": ..., "id": ...} and {"id": ..., "error": ...}:
+        assert!(bucket("return".bytes()) < bucket("id".bytes()));
+        assert!(bucket("id".bytes()) < bucket("error".bytes()));
+    }
     extern crate std;
     use std::string::String;
     use std::vec::Vec;

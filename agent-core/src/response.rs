@@ -8,24 +8,22 @@
 //! the only way for a handler to return successfully.
 //!
 //! ```
-//! use agent_core::response::{ErrorClass, Reply};
+//! use agent_core::Reply;
 //!
 //! let mut out = Vec::new();
 //! let mut reply = Reply::detached(&mut out);
 //! reply.delimit();
 //! let mut value = reply.ok().unwrap();
 //! value.i64(42).unwrap();
-//! value.finish().unwrap();
+//! let _sent = value.finish().unwrap();
 //! assert_eq!(out, b"\xff{\"return\": 42}\n");
 //! ```
 
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 
-use embedded_io::Write;
-
 use crate::json::Value;
-use crate::writer::{escape_display, JsonWriter};
+use crate::writer::{escape_display, JsonWriter, Output, SinkError};
 
 /// The `class` member of an error response (QAPI's `QapiErrorClass`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,16 +62,21 @@ pub struct Replied {
     _sealed: (),
 }
 
-/// The right to answer one request.
-pub struct Reply<'r, W: Write + ?Sized> {
-    out: &'r mut W,
+/// The right to answer one request: spend it once with [`ok`](Self::ok),
+/// [`ok_empty`](Self::ok_empty) or [`error`](Self::error).
+pub struct Reply<'r> {
+    out: &'r mut dyn Output,
     id: Option<Value<'r>>,
     delimit: bool,
     success_response: bool,
 }
 
-impl<'r, W: Write + ?Sized> Reply<'r, W> {
-    pub(crate) fn new(out: &'r mut W, id: Option<Value<'r>>, success_response: bool) -> Self {
+impl<'r> Reply<'r> {
+    pub(crate) fn new(
+        out: &'r mut dyn Output,
+        id: Option<Value<'r>>,
+        success_response: bool,
+    ) -> Self {
         Reply {
             out,
             id,
@@ -84,7 +87,7 @@ impl<'r, W: Write + ?Sized> Reply<'r, W> {
 
     /// A reply to a request without `id`, for use outside an agent (tests,
     /// examples, adapters that answer on their own).
-    pub fn detached(out: &'r mut W) -> Self {
+    pub fn detached(out: &'r mut dyn Output) -> Self {
         Self::new(out, None, true)
     }
 
@@ -95,11 +98,11 @@ impl<'r, W: Write + ?Sized> Reply<'r, W> {
 
     /// Start a successful reply; write the value with the returned writer,
     /// then call [`ReturnWriter::finish`].
-    pub fn ok(self) -> Result<ReturnWriter<'r, W>, W::Error> {
+    pub fn ok(self) -> Result<ReturnWriter<'r>, SinkError> {
         if self.delimit {
-            self.out.write_all(&[crate::SENTINEL])?;
+            self.out.put(&[crate::SENTINEL])?;
         }
-        self.out.write_all(b"{\"return\": ")?;
+        self.out.put(b"{\"return\": ")?;
         Ok(ReturnWriter {
             json: JsonWriter::new(self.out),
             id: self.id,
@@ -108,7 +111,7 @@ impl<'r, W: Write + ?Sized> Reply<'r, W> {
 
     /// A successful reply without a value (`{"return": {}}`), or nothing at
     /// all if the command is registered without success response.
-    pub fn ok_empty(self) -> Result<Replied, W::Error> {
+    pub fn ok_empty(self) -> Result<Replied, SinkError> {
         if !self.success_response {
             return Ok(Replied { _sealed: () });
         }
@@ -119,9 +122,9 @@ impl<'r, W: Write + ?Sized> Reply<'r, W> {
     }
 
     /// An error reply.
-    pub fn error(self, class: ErrorClass, desc: &dyn fmt::Display) -> Result<Replied, W::Error> {
+    pub fn error(self, class: ErrorClass, desc: &dyn fmt::Display) -> Result<Replied, SinkError> {
         if self.delimit {
-            self.out.write_all(&[crate::SENTINEL])?;
+            self.out.put(&[crate::SENTINEL])?;
         }
         write_error(self.out, self.id.as_ref(), class, desc)?;
         Ok(Replied { _sealed: () })
@@ -129,25 +132,25 @@ impl<'r, W: Write + ?Sized> Reply<'r, W> {
 }
 
 /// Writes the value of a successful reply; dereferences to [`JsonWriter`].
-pub struct ReturnWriter<'r, W: Write + ?Sized> {
-    json: JsonWriter<'r, W>,
+pub struct ReturnWriter<'r> {
+    json: JsonWriter<'r>,
     id: Option<Value<'r>>,
 }
 
-impl<'r, W: Write + ?Sized> ReturnWriter<'r, W> {
+impl<'r> ReturnWriter<'r> {
     /// End the reply: the `id` member, if any, the closing brace and the
     /// newline.
-    pub fn finish(mut self) -> Result<Replied, W::Error> {
+    pub fn finish(mut self) -> Result<Replied, SinkError> {
         if let Some(id) = self.id {
-            self.json.inner().write_all(b", \"id\": ")?;
+            self.json.inner().put(b", \"id\": ")?;
             JsonWriter::new(self.json.inner()).value(&id)?;
         }
-        self.json.inner().write_all(b"}\n")?;
+        self.json.inner().put(b"}\n")?;
         Ok(Replied { _sealed: () })
     }
 }
 
-impl<'r, W: Write + ?Sized> ReturnWriter<'r, W> {
+impl<'r> ReturnWriter<'r> {
     /// Break off a reply that cannot be completed truthfully (its data
     /// failed half-way, after part of it was sent): end the line without
     /// closing the value, so that no JSON parser accepts it as a success.
@@ -167,22 +170,22 @@ impl<'r, W: Write + ?Sized> ReturnWriter<'r, W> {
     /// w.string_chunk(b"QUJD").unwrap();
     /// let _replied = w.abort().unwrap();
     /// assert_eq!(out, b"{\"return\": {\"buf-b64\": \"QUJD\n");
-    /// assert!(agent_core::json::Value::parse(&out).is_none());
+    /// assert!(agent_core::json::Value::parse(&out).is_err());
     /// ```
-    pub fn abort(mut self) -> Result<Replied, W::Error> {
-        self.json.inner().write_all(b"\n")?;
+    pub fn abort(mut self) -> Result<Replied, SinkError> {
+        self.json.inner().put(b"\n")?;
         Ok(Replied { _sealed: () })
     }
 }
 
-impl<'r, W: Write + ?Sized> Deref for ReturnWriter<'r, W> {
-    type Target = JsonWriter<'r, W>;
+impl<'r> Deref for ReturnWriter<'r> {
+    type Target = JsonWriter<'r>;
     fn deref(&self) -> &Self::Target {
         &self.json
     }
 }
 
-impl<W: Write + ?Sized> DerefMut for ReturnWriter<'_, W> {
+impl DerefMut for ReturnWriter<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.json
     }
@@ -190,23 +193,23 @@ impl<W: Write + ?Sized> DerefMut for ReturnWriter<'_, W> {
 
 /// Write `{"id": <id>, "error": {"class": <class>, "desc": <desc>}}` and a
 /// newline (qemu-ga's member order), `id` only if given.
-pub fn write_error<W: Write + ?Sized>(
-    out: &mut W,
+pub(crate) fn write_error(
+    out: &mut dyn Output,
     id: Option<&Value<'_>>,
     class: ErrorClass,
     desc: &dyn fmt::Display,
-) -> Result<(), W::Error> {
-    out.write_all(b"{")?;
+) -> Result<(), SinkError> {
+    out.put(b"{")?;
     if let Some(id) = id {
-        out.write_all(b"\"id\": ")?;
+        out.put(b"\"id\": ")?;
         JsonWriter::new(&mut *out).value(id)?;
-        out.write_all(b", ")?;
+        out.put(b", ")?;
     }
-    out.write_all(b"\"error\": {\"class\": \"")?;
-    out.write_all(class.as_str().as_bytes())?;
-    out.write_all(b"\", \"desc\": ")?;
+    out.put(b"\"error\": {\"class\": \"")?;
+    out.put(class.as_str().as_bytes())?;
+    out.put(b"\", \"desc\": ")?;
     escape_display(out, desc)?;
-    out.write_all(b"}}\n")
+    out.put(b"}}\n")
 }
 
 #[cfg(test)]

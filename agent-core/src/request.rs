@@ -1,39 +1,29 @@
 //! The request envelope: `execute`, `arguments` and `id`, checked as QEMU's
-//! `qmp_dispatch` does (PROTOCOL.md §3, steps 2–3).
+//! `qmp_dispatch` does (PROTOCOL.md §3, steps 2–3), from what the parser
+//! recorded.
 //!
-//! Members are checked in `QDict` order — the order qemu-ga happens to
-//! store them in — so a request with several faults gets the same error.
-//!
-//! ```
-//! use agent_core::envelope::{Request, EnvelopeError};
-//! use agent_core::json::Value;
-//!
-//! let value = Value::parse(br#"{"execute": "guest-ping", "id": [1]}"#).unwrap();
-//! let request = Request::parse(value).unwrap();
-//! assert!(request.execute.eq_str("guest-ping"));
-//! assert!(request.arguments.is_none());
-//!
-//! let value = Value::parse(br#"{"execute": 1, "id": "x"}"#).unwrap();
-//! let (error, id) = Request::parse(value).unwrap_err();
-//! assert_eq!(error.to_string(), "QMP input member 'execute' must be a string");
-//! assert!(id.is_some()); // errors after this point echo the id
-//! ```
+//! A request with several faults gets the error of the first one in
+//! `QDict` order (the order qemu-ga happens to store members in), so only
+//! then are its top-level members walked once more, in that order.
 
 use core::fmt;
 
+use crate::args::Args;
+use crate::framer::Validated;
 use crate::json::{JsonStr, Value, ValueKind};
 use crate::qdict;
 
-/// A request, as views into the framed bytes.
+/// A request the parser accepted and whose envelope is right: views of
+/// its parts. Only [`Request::check`] makes one.
 #[derive(Clone, Copy, Debug)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Request<'a> {
+pub(crate) struct Request<'a, const ARGS: usize> {
+    frame: Validated<'a, ARGS>,
     /// The command name.
-    pub execute: JsonStr<'a>,
+    pub(crate) execute: JsonStr<'a>,
     /// The `arguments` object, if present.
-    pub arguments: Option<Value<'a>>,
+    arguments: Option<Value<'a>>,
     /// The `id`, any JSON value, if present.
-    pub id: Option<Value<'a>>,
+    pub(crate) id: Option<Value<'a>>,
 }
 
 /// Why a request's envelope was rejected. [`Display`](fmt::Display) gives
@@ -41,14 +31,14 @@ pub struct Request<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
-pub enum EnvelopeError<'a> {
+pub(crate) enum EnvelopeError<'a> {
     /// "QMP input must be a JSON object"
     NotAnObject,
     /// "QMP input member 'execute' must be a string"
     ExecuteNotString,
     /// "QMP input member 'arguments' must be an object"
     ArgumentsNotObject,
-    /// "QMP input member '<name>' is unexpected" (`exec-oob` included:
+    /// "QMP input member '`name`' is unexpected" (`exec-oob` included:
     /// qemu-ga does not allow out-of-band execution)
     Unexpected(JsonStr<'a>),
     /// "QMP input lacks member 'execute'"
@@ -76,84 +66,77 @@ impl fmt::Display for EnvelopeError<'_> {
     }
 }
 
-impl<'a> Request<'a> {
-    /// Check a parsed value. On error, also returns the `id` to echo (none
-    /// when the value is not an object).
-    pub fn parse(value: Value<'a>) -> Result<Request<'a>, (EnvelopeError<'a>, Option<Value<'a>>)> {
-        if value.kind() != ValueKind::Object {
+/// An envelope error and the `id` to echo with it (none when the value
+/// is not an object: qemu-ga reads `id` only from an object).
+pub(crate) type Rejected<'a> = (EnvelopeError<'a>, Option<Value<'a>>);
+
+impl<'a, const ARGS: usize> Request<'a, ARGS> {
+    /// Check the envelope of an accepted message.
+    pub(crate) fn check(frame: Validated<'a, ARGS>) -> Result<Self, Rejected<'a>> {
+        let record = frame.record();
+        let message = frame.message();
+        if !record.is_object() {
             return Err((EnvelopeError::NotAnObject, None));
         }
-        // Feature `speed`: one walk in document order. The QDict order only
-        // decides which of several faults is reported, so it is walked
-        // again only when there is one.
-        #[cfg(feature = "speed")]
-        {
-            let mut checked = Checked::default();
-            value
-                .members()
-                .for_each(|(key, member)| checked.check(key, member));
-            if checked.error.is_none() {
-                return checked.finish();
-            }
+        let (execute, arguments, id) = record.envelope();
+        let view = |member: Option<crate::record::Member>| {
+            member.and_then(|m| m.view(message)).map(|(_, value)| value)
+        };
+        let id = view(id);
+        if record.is_faulty() {
+            // qemu-ga reads `id` before checking the members, so every
+            // error echoes it.
+            return Err((first_fault(message), id));
         }
-        // qemu-ga reads `id` before checking the members, so every error
-        // echoes it: the walk goes on after the first error to find it.
-        let mut checked = Checked::default();
-        let _ = qdict::for_each_member(&value, |key, member| {
-            checked.check(key, member);
-            Ok::<(), ()>(())
-        });
-        checked.finish()
+        let Some(execute) = view(execute).and_then(|v| v.as_str()) else {
+            return Err((EnvelopeError::MissingExecute, id));
+        };
+        Ok(Request {
+            frame,
+            execute,
+            arguments: view(arguments),
+            id,
+        })
+    }
+
+    /// The arguments, for the command's handler.
+    pub(crate) fn args(&self) -> Args<'a> {
+        let Some(object) = self.arguments else {
+            return Args::empty();
+        };
+        let (table, complete) = self.frame.record().arguments();
+        let message = self.frame.message();
+        let placeholder = self.frame.spilled().and_then(|at| message.get(at..));
+        Args::recorded(message, object, table, complete).with_spilled(placeholder)
     }
 }
 
-/// The envelope's members seen so far, and the first fault.
-#[derive(Default)]
-struct Checked<'a> {
-    execute: Option<JsonStr<'a>>,
-    arguments: Option<Value<'a>>,
-    id: Option<Value<'a>>,
-    error: Option<EnvelopeError<'a>>,
-}
-
-impl<'a> Checked<'a> {
-    fn check(&mut self, key: JsonStr<'a>, member: Value<'a>) {
+/// The first fault of the envelope `message` (an object with at least one)
+/// in `QDict` order.
+fn first_fault(message: &[u8]) -> EnvelopeError<'_> {
+    let Some(object) = Value::first_unchecked(message) else {
+        return EnvelopeError::NotAnObject;
+    };
+    let mut fault = EnvelopeError::MissingExecute;
+    let _ = qdict::for_each_member(&object, |key, member| {
         let checked = if key.eq_str("execute") {
-            member
-                .as_str()
-                .map(|s| self.execute = Some(s))
-                .ok_or(EnvelopeError::ExecuteNotString)
+            match member.kind() {
+                ValueKind::String => Ok(()),
+                _ => Err(EnvelopeError::ExecuteNotString),
+            }
         } else if key.eq_str("arguments") {
-            if member.kind() == ValueKind::Object {
-                self.arguments = Some(member);
-                Ok(())
-            } else {
-                Err(EnvelopeError::ArgumentsNotObject)
+            match member.kind() {
+                ValueKind::Object => Ok(()),
+                _ => Err(EnvelopeError::ArgumentsNotObject),
             }
         } else if key.eq_str("id") {
-            self.id = Some(member);
             Ok(())
         } else {
             Err(EnvelopeError::Unexpected(key))
         };
-        if let Err(e) = checked {
-            self.error.get_or_insert(e);
-        }
-    }
-
-    fn finish(self) -> Result<Request<'a>, (EnvelopeError<'a>, Option<Value<'a>>)> {
-        if let Some(error) = self.error {
-            return Err((error, self.id));
-        }
-        match self.execute {
-            Some(execute) => Ok(Request {
-                execute,
-                arguments: self.arguments,
-                id: self.id,
-            }),
-            None => Err((EnvelopeError::MissingExecute, self.id)),
-        }
-    }
+        checked.map_err(|e| fault = e)
+    });
+    fault
 }
 
 #[cfg(test)]
@@ -163,15 +146,19 @@ mod tests {
         clippy::arithmetic_side_effects,
         clippy::unwrap_used
     )]
-    use super::*;
+    use crate::{Agent, CoreCommands, Policy};
     extern crate std;
-    use std::string::{String, ToString};
+    use std::string::String;
+    use std::vec::Vec;
 
+    /// The answer to `text` (an envelope error, for these).
     fn error(text: &str) -> String {
-        Request::parse(Value::parse(text.as_bytes()).unwrap())
-            .unwrap_err()
-            .0
-            .to_string()
+        let mut agent = Agent::new([0u8; 256], CoreCommands::new(), Policy::new());
+        let mut out = Vec::new();
+        agent.feed(text.as_bytes(), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let desc = out.split("\"desc\": \"").nth(1).unwrap();
+        desc[..desc.find('"').unwrap()].into()
     }
 
     #[test]

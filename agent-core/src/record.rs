@@ -1,0 +1,253 @@
+//! Where a request's parts are, recorded by the parser in its one pass:
+//! the top-level `execute`, `arguments` and `id` members, and each member
+//! of `arguments` (key and value) in a table whose size the caller picks
+//! (the `ARGS` parameter of [`Agent`](crate::Agent)). Nothing downstream
+//! looks for them again: the envelope is checked from the record, and
+//! argument getters read the table.
+//!
+//! A request with more arguments than the table holds is still served:
+//! the arguments past the table are found by walking the `arguments`
+//! object.
+
+use crate::json::{JsonStr, Value};
+use crate::lexer::TokenKind;
+
+/// A stretch of the message: offset and length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    at: u32,
+    len: u32,
+}
+
+impl Span {
+    fn new(at: usize, end: usize) -> Option<Self> {
+        Some(Span {
+            at: u32::try_from(at).ok()?,
+            len: u32::try_from(end.checked_sub(at)?).ok()?,
+        })
+    }
+
+    /// The bytes of `message` it covers.
+    pub(crate) fn of<'m>(&self, message: &'m [u8]) -> &'m [u8] {
+        let at = self.at as usize;
+        message
+            .get(at..at.saturating_add(self.len as usize))
+            .unwrap_or_default()
+    }
+
+    /// Where it starts.
+    pub(crate) fn start(&self) -> usize {
+        self.at as usize
+    }
+}
+
+/// One recorded member: its key (a string token) and its value.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Member {
+    pub(crate) key: Span,
+    pub(crate) value: Span,
+}
+
+impl Member {
+    /// The member as views of `message`, which the parser accepted.
+    pub(crate) fn view<'m>(&self, message: &'m [u8]) -> Option<(JsonStr<'m>, Value<'m>)> {
+        let key = JsonStr::from_token(self.key.of(message));
+        Some((key, Value::of_token_unchecked(self.value.of(message))?))
+    }
+}
+
+/// Which top-level member is being parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Top {
+    Execute,
+    Arguments,
+    Id,
+    Other,
+}
+
+/// The record of one message (see the [module documentation](self)).
+#[derive(Clone, Debug)]
+pub(crate) struct Recorder<const ARGS: usize> {
+    /// The message is an object (its first token is `{`).
+    object: bool,
+    execute: Option<Member>,
+    arguments: Option<Member>,
+    id: Option<Member>,
+    /// A top-level member that is not one of the three, or one of them
+    /// with a value of the wrong type: the envelope has an error, which
+    /// one is decided in QEMU's member order.
+    faulty: bool,
+    /// The top-level member being parsed: which, its key, where its value
+    /// starts.
+    top: Option<(Top, Span)>,
+    top_value: usize,
+    /// The object open at depth 2 is the value of `arguments`.
+    in_arguments: bool,
+    /// The key of the `arguments` member being parsed, and where its
+    /// value starts.
+    argument: Option<Span>,
+    argument_value: usize,
+    members: [Member; ARGS],
+    count: usize,
+    /// Some arguments did not fit `members`.
+    overflow: bool,
+}
+
+impl<const ARGS: usize> Recorder<ARGS> {
+    pub(crate) const fn new() -> Self {
+        Recorder {
+            object: false,
+            execute: None,
+            arguments: None,
+            id: None,
+            faulty: false,
+            top: None,
+            top_value: 0,
+            in_arguments: false,
+            argument: None,
+            argument_value: 0,
+            members: [Member {
+                key: Span { at: 0, len: 0 },
+                value: Span { at: 0, len: 0 },
+            }; ARGS],
+            count: 0,
+            overflow: false,
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.object = false;
+        self.execute = None;
+        self.arguments = None;
+        self.id = None;
+        self.faulty = false;
+        self.top = None;
+        self.in_arguments = false;
+        self.argument = None;
+        self.count = 0;
+        self.overflow = false;
+    }
+
+    /// A key of the object at `depth` (1 is the top level), the string
+    /// token `text` at `at`.
+    pub(crate) fn key(&mut self, depth: usize, text: &[u8], at: usize) {
+        let span = Span::new(at, at.saturating_add(text.len()));
+        if depth == 1 {
+            let key = JsonStr::from_token(text);
+            let which = if key.eq_str("execute") {
+                Top::Execute
+            } else if key.eq_str("arguments") {
+                Top::Arguments
+            } else if key.eq_str("id") {
+                Top::Id
+            } else {
+                Top::Other
+            };
+            self.top = span.map(|s| (which, s));
+            if which == Top::Other {
+                self.faulty = true;
+            }
+        } else if depth == 2 && self.in_arguments {
+            self.argument = span;
+        }
+    }
+
+    /// A value begins with a token of `kind` at `at`, at `depth` (0 for
+    /// the message itself, else the depth of the object it is a member of).
+    pub(crate) fn value_begins(&mut self, depth: usize, kind: TokenKind, at: usize) {
+        match depth {
+            0 => self.object = kind == TokenKind::LeftBrace,
+            1 => {
+                self.top_value = at;
+                match self.top {
+                    Some((Top::Execute, _)) if kind != TokenKind::String => self.faulty = true,
+                    Some((Top::Arguments, _)) => {
+                        self.in_arguments = kind == TokenKind::LeftBrace;
+                        if !self.in_arguments {
+                            self.faulty = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            2 if self.in_arguments => self.argument_value = at,
+            _ => {}
+        }
+    }
+
+    /// The value of a member of the object at `depth` (or, at 0, the
+    /// message) ended at `end`.
+    pub(crate) fn value_ends(&mut self, depth: usize, end: usize) {
+        match depth {
+            1 => {
+                let Some((which, key)) = self.top.take() else {
+                    return;
+                };
+                let Some(value) = Span::new(self.top_value, end) else {
+                    self.faulty = true;
+                    return;
+                };
+                let member = Some(Member { key, value });
+                match which {
+                    Top::Execute => self.execute = member,
+                    Top::Arguments => {
+                        self.arguments = member;
+                        self.in_arguments = false;
+                    }
+                    Top::Id => self.id = member,
+                    Top::Other => {}
+                }
+            }
+            2 if self.in_arguments => {
+                let (Some(key), Some(value)) =
+                    (self.argument.take(), Span::new(self.argument_value, end))
+                else {
+                    self.overflow = true;
+                    return;
+                };
+                match self.members.get_mut(self.count) {
+                    Some(slot) => {
+                        *slot = Member { key, value };
+                        self.count = self.count.saturating_add(1);
+                    }
+                    None => self.overflow = true,
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// If the next value is that of a member of `arguments` (at `depth`):
+    /// where its key is (offset, length).
+    pub(crate) fn pending_argument_key(&self, depth: usize) -> Option<(usize, usize)> {
+        if depth != 2 || !self.in_arguments {
+            return None;
+        }
+        self.argument.map(|span| (span.start(), span.len as usize))
+    }
+
+    /// Whether the message is an object.
+    pub(crate) fn is_object(&self) -> bool {
+        self.object
+    }
+
+    /// Whether some top-level member is unexpected or of the wrong kind
+    /// (checked again in QEMU's member order to report the first).
+    pub(crate) fn is_faulty(&self) -> bool {
+        self.faulty
+    }
+
+    /// The `execute`, `arguments` and `id` members, if present.
+    pub(crate) fn envelope(&self) -> (Option<Member>, Option<Member>, Option<Member>) {
+        (self.execute, self.arguments, self.id)
+    }
+
+    /// The members of `arguments` in the table, in document order, and
+    /// whether that is all of them.
+    pub(crate) fn arguments(&self) -> (&[Member], bool) {
+        (
+            self.members.get(..self.count).unwrap_or_default(),
+            !self.overflow,
+        )
+    }
+}
