@@ -461,6 +461,42 @@ impl AgentKind {
     }
 }
 
+/// Figures that two tests, one per agent, print side by side: each test
+/// records its own; the second to finish (in either order, in parallel or
+/// not) prints the table `label: ours | qemu-ga`.
+pub struct SideBySide(std::sync::Mutex<Vec<(AgentKind, String, String)>>);
+
+impl SideBySide {
+    /// No figures yet (for a `static`).
+    pub const fn new() -> SideBySide {
+        SideBySide(std::sync::Mutex::new(Vec::new()))
+    }
+
+    /// Keep `kind`'s `(label, value)` figures; once both agents have some,
+    /// print the table.
+    pub fn record(&self, kind: AgentKind, figures: Vec<(&str, String)>) {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.extend(figures.into_iter().map(|(l, v)| (kind, l.to_string(), v)));
+        let of = |k: AgentKind| all.iter().filter(move |f| f.0 == k);
+        if of(AgentKind::Ours).next().is_none() || of(AgentKind::QemuGa).next().is_none() {
+            return;
+        }
+        println!("side by side (ours | qemu-ga):");
+        for o in of(AgentKind::Ours) {
+            let t = of(AgentKind::QemuGa)
+                .find(|t| t.1 == o.1)
+                .map_or("-", |t| t.2.as_str());
+            println!("  {:<52} {} | {}", o.1, o.2, t);
+        }
+    }
+}
+
+impl Default for SideBySide {
+    fn default() -> Self {
+        SideBySide::new()
+    }
+}
+
 /// One `e2e-cpu` console line: the agent's CPU use so far.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CpuSample {

@@ -25,11 +25,10 @@
 //! scripts/e2e-setup.sh` (QEMU, busybox-static, cpio, qemu-guest-agent,
 //! Debian's kernel in `target/e2e/kernel`, the musl target).
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tests::linux_guest::{assets, AgentKind, CpuSample, Guest, HostConn};
+use tests::linux_guest::{assets, AgentKind, CpuSample, Guest, HostConn, SideBySide};
 
 /// First answer after QEMU starts (about 5 s; two guests share the host).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -49,8 +48,8 @@ const ABSENT: Duration = Duration::from_secs(15);
 /// Tries of the fast close-and-reopen scenario (f).
 const FAST_TRIES: usize = 20;
 
-/// The figures both tests print side by side: (agent, label, value).
-static FIGURES: Mutex<Vec<(AgentKind, &'static str, String)>> = Mutex::new(Vec::new());
+/// The figures both tests print side by side.
+static FIGURES: SideBySide = SideBySide::new();
 
 /// A fresh handshake id.
 fn fresh_id() -> i64 {
@@ -414,26 +413,6 @@ fn close_reopen_cycles(guest: &mut Guest) -> (Duration, Duration, Duration) {
     (t.elapsed(), gaps, slowest)
 }
 
-/// Keep `kind`'s figures and, once both agents have run (in either order,
-/// in parallel or not), print them side by side.
-fn record_figures(kind: AgentKind, figures: Vec<(&'static str, String)>) {
-    let mut all = FIGURES.lock().unwrap_or_else(|e| e.into_inner());
-    all.extend(figures.into_iter().map(|(l, v)| (kind, l, v)));
-    let ours: Vec<_> = all.iter().filter(|f| f.0 == AgentKind::Ours).collect();
-    let theirs: Vec<_> = all.iter().filter(|f| f.0 == AgentKind::QemuGa).collect();
-    if ours.is_empty() || theirs.is_empty() {
-        return;
-    }
-    println!("side by side (ours | qemu-ga):");
-    for o in &ours {
-        let t = theirs
-            .iter()
-            .find(|t| t.1 == o.1)
-            .map_or("-", |t| t.2.as_str());
-        println!("  {:<52} {} | {}", o.1, o.2, t);
-    }
-}
-
 /// A libvirt-style request: plain guest-sync, no 0xFF.
 fn plain_sync(id: i64) -> Vec<u8> {
     format!("{{\"execute\":\"guest-sync\",\"arguments\":{{\"id\":{id}}}}}\n").into_bytes()
@@ -576,7 +555,7 @@ fn linux_guest_e2e_guest_agent() {
         idle.wakeups,
         per_minute(&idle)
     );
-    record_figures(
+    FIGURES.record(
         AgentKind::Ours,
         vec![
             (
@@ -678,7 +657,7 @@ fn linux_guest_e2e_qemu_ga() {
         idle.wakeups,
         per_minute(&idle)
     );
-    record_figures(
+    FIGURES.record(
         AgentKind::QemuGa,
         vec![
             (
