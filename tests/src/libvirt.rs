@@ -28,7 +28,8 @@
 //! **Clean-up.** Dropping a [`Libvirtd`] destroys its domains, kills any
 //! QEMU it started that is still running (by the pid files under `run/`)
 //! and kills the daemon; when the test is failing it first prints what
-//! libvirt exchanged with the agent and the guest's console.
+//! libvirt exchanged with the agent and the guest's console, and keeps
+//! the directory, which it removes otherwise.
 //!
 //! Needs root, `unshare`, and `bash scripts/e2e-setup.sh` (the packages
 //! `libvirt-daemon`, `libvirt-daemon-driver-qemu`, `libvirt-clients`).
@@ -463,6 +464,10 @@ impl Drop for Libvirtd {
                     }
                 }
             }
+        }
+        // Keep the directory (logs, console, images) of a failed test.
+        if !failing {
+            let _ = fs::remove_dir_all(&self.dir);
         }
     }
 }

@@ -485,31 +485,12 @@ fn read_until(s: &mut UnixStream, want: &[u8], timeout: Duration) -> (bool, Vec<
 /// domtime` until it works (three calls at most). Returns how many calls
 /// failed before one worked (3: none worked).
 fn killed_client(run: &mut Run, label: &str, half: &str) -> usize {
-    run.lv.kill();
-    let mut client = connect_channel(&run.dom.agent_socket);
     // A complete guest-ping and the half request in one write: the ping's
     // answer shows that the agent has read the whole write (it reads up to
     // 4096 bytes at a time, and QEMU puts a short write in one buffer).
     let mut bytes = b"{\"execute\": \"guest-ping\"}\n".to_vec();
     bytes.extend_from_slice(half.as_bytes());
-    client.write_all(&bytes).expect("write to the channel");
-    let (pinged, got) = read_until(&mut client, b"{\"return\": {}}\n", Duration::from_secs(30));
-    assert!(
-        pinged,
-        "{}: the killed client's ping was not answered: {:?}",
-        run.name(),
-        String::from_utf8_lossy(&got)
-    );
-    drop(client);
-    let closed = Instant::now();
-    let (_, log_at) = run.lv.agent_exchange(0);
-    run.lv.restart();
-    assert!(
-        run.lv.wait_agent_connected(log_at, RECONNECT_TIMEOUT),
-        "{}: libvirtd did not reconnect to the agent within {RECONNECT_TIMEOUT:?}",
-        run.name()
-    );
-    let restarted = closed.elapsed();
+    let (restarted, log_at) = as_other_client(run, &bytes, b"{\"return\": {}}\n");
     let mut failed = 0;
     let mut calls = Vec::new();
     for _ in 0..3 {
@@ -540,25 +521,37 @@ fn killed_client(run: &mut Run, label: &str, half: &str) -> usize {
 /// knows the protocol does (the reset byte 0xFF, then
 /// guest-sync-delimited), with libvirtd stopped meanwhile.
 fn reset_channel(run: &mut Run) {
-    run.lv.kill();
-    let mut client = connect_channel(&run.dom.agent_socket);
     let id = 271_828_182;
     let mut hello = vec![0xffu8];
     hello.extend_from_slice(
         format!("{{\"execute\":\"guest-sync-delimited\",\"arguments\":{{\"id\":{id}}}}}\n")
             .as_bytes(),
     );
-    client.write_all(&hello).expect("write to the channel");
     let mut want = vec![0xffu8];
     want.extend_from_slice(format!("{{\"return\": {id}}}\n").as_bytes());
-    let (synced, got) = read_until(&mut client, &want, Duration::from_secs(30));
+    as_other_client(run, &hello, &want);
+}
+
+/// With libvirtd killed, talk to the agent's channel as another host
+/// program: write `bytes`, read until `want` arrives (it must), close;
+/// then start libvirtd again and wait until it has reconnected to the
+/// agent. Returns the time from the close to that reconnection, and where
+/// libvirt's log stood before the restart.
+fn as_other_client(run: &mut Run, bytes: &[u8], want: &[u8]) -> (Duration, usize) {
+    run.lv.kill();
+    let mut client = connect_channel(&run.dom.agent_socket);
+    client.write_all(bytes).expect("write to the channel");
+    let (answered, got) = read_until(&mut client, want, Duration::from_secs(30));
     assert!(
-        synced,
-        "{}: no answer to the reset byte and guest-sync-delimited: {:?}",
+        answered,
+        "{}: no {:?} in answer to {:?}: {:?}",
         run.name(),
+        String::from_utf8_lossy(want),
+        String::from_utf8_lossy(bytes),
         String::from_utf8_lossy(&got)
     );
     drop(client);
+    let closed = Instant::now();
     let (_, log_at) = run.lv.agent_exchange(0);
     run.lv.restart();
     assert!(
@@ -566,6 +559,7 @@ fn reset_channel(run: &mut Run) {
         "{}: libvirtd did not reconnect to the agent within {RECONNECT_TIMEOUT:?}",
         run.name()
     );
+    (closed.elapsed(), log_at)
 }
 
 /// Step 6: `virsh shutdown --mode agent`; the domain ends. Returns how
