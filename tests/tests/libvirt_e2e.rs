@@ -11,14 +11,17 @@
 //!    guest clock moves to the host's;
 //! 3. `virsh set-user-sshkeys DOM e2e --file KEYS` with a file that ends
 //!    in a newline (virsh then sends a last key `""`), then `--remove` and
-//!    `--reset`: the guest's `authorized_keys` bytes after each;
+//!    `--reset`: the guest's `authorized_keys` after each (its lines are
+//!    checked, its bytes printed);
 //! 4. `virsh domfsfreeze` / `domfsthaw`: a write to the frozen file system
 //!    blocks until the thaw, and the guest is thawed after;
 //! 5. a killed client: libvirtd is killed, another host program connects
 //!    to the agent's channel, leaves half a request (cut inside a string,
 //!    then cut between two members) and dies, libvirtd starts again, and
 //!    `virsh domtime` is called until it works (at most three times):
-//!    what libvirt exchanged and how many calls failed;
+//!    what libvirt exchanged and how many calls failed; then a client
+//!    that knows the protocol (0xFF, guest-sync-delimited) clears the
+//!    channel for what follows;
 //! 6. `virsh shutdown --mode agent`: the domain ends.
 //!
 //! Ours is asserted at every step; qemu-ga's behaviour is printed (never
