@@ -56,3 +56,4 @@ pub mod console;
 pub mod control;
 mod dma;
 pub mod ports;
+pub mod tx;
