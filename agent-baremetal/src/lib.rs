@@ -55,5 +55,6 @@
 pub mod console;
 pub mod control;
 mod dma;
+pub mod guest;
 pub mod ports;
 pub mod tx;
