@@ -243,6 +243,10 @@ struct Rx<H: Hal> {
     filled: [usize; RX_SLOTS],
     /// The oldest slot: the next to read from.
     head: usize,
+    /// Bytes received from the device so far (popped slots).
+    received_total: u64,
+    /// Bytes read out by the caller so far.
+    read_total: u64,
     /// Read position in the head slot.
     cursor: usize,
 }
@@ -255,7 +259,9 @@ struct Open<H: Hal> {
     /// while the device may hold a slot.
     tx_page: DmaPage<H, TX_SLOTS>,
     tx: TxSlots<TX_SLOTS>,
-    events: Deque<PortEvent, EVENT_CAPACITY>,
+    /// Host events, each with the receive position it follows: the
+    /// bytes received from the device before the event was seen.
+    events: Deque<(PortEvent, u64), EVENT_CAPACITY>,
 }
 
 /// A virtio console with up to `PORTS` ports (ids `0..PORTS`; a device
@@ -379,6 +385,9 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
     /// update the port table and queue host events for the open port.
     pub fn poll(&mut self) -> Result<(), ConsoleError> {
         loop {
+            // Take in received data first, so that host events seen below
+            // come after it (see `Open::push_event`).
+            self.receive_data()?;
             let Some(control) = self.control.as_mut() else {
                 return Ok(());
             };
@@ -465,6 +474,8 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
                     filled: [0; RX_SLOTS],
                     head: 0,
                     cursor: 0,
+                    received_total: 0,
+                    read_total: 0,
                 },
                 tx_page: DmaPage::new(BufferDirection::DriverToDevice)?,
                 tx: TxSlots::new(),
@@ -825,6 +836,7 @@ impl<H: Hal> Rx<H> {
             self.filled[slot] = usize::try_from(len)
                 .unwrap_or(0)
                 .min(DmaPage::<H, RX_SLOTS>::SLOT_LEN);
+            self.received_total = self.received_total.saturating_add(self.filled[slot] as u64);
             if self.filled[slot] == 0 {
                 // An empty completion: lend it again.
                 self.post(queue, slot)?;
@@ -857,19 +869,26 @@ impl<H: Hal> Rx<H> {
         let n = src.len().min(buf.len());
         buf[..n].copy_from_slice(&src[..n]);
         self.cursor += n;
+        self.read_total = self.read_total.saturating_add(n as u64);
         n
     }
 }
 
 impl<H: Hal> Open<H> {
+    /// Queue `event` behind the data received so far: the device sends
+    /// a host client's data before the event of its leaving (QEMU reads
+    /// the socket to its end before it sees the close), so what has been
+    /// received when the event is seen is the old client's, and what
+    /// arrives later the next client's.
     fn push_event(&mut self, event: PortEvent) {
+        let mark = self.rx.received_total;
         if self.events.is_full() {
             // Fold the backlog: the caller must still reset once and then
             // learn the current state.
             self.events.clear();
-            let _ = self.events.push_back(PortEvent::HostDisconnected);
+            let _ = self.events.push_back((PortEvent::HostDisconnected, mark));
         }
-        let _ = self.events.push_back(event);
+        let _ = self.events.push_back((event, mark));
     }
 }
 
@@ -937,18 +956,20 @@ impl<H: Hal, T: Transport, const PORTS: usize, W: Wait> Port<'_, H, T, PORTS, W>
         self.console
     }
 
-    /// The next change on the host side, if any. A disconnection is
-    /// reported only after the data the host sent before it has been read,
-    /// so resetting the parser on [`PortEvent::HostDisconnected`] never
-    /// drops a request of the next client.
+    /// The next change on the host side, if any. An event comes after
+    /// the data received before the driver saw it has been read, and
+    /// before anything received later: resetting the parser on
+    /// [`PortEvent::HostDisconnected`] drops neither the last request of
+    /// the client that left nor a request of the next client.
     pub fn poll_event(&mut self) -> Result<Option<PortEvent>, ConsoleError> {
         self.console.poll()?;
         self.console.receive_data()?;
         let open = self.open_mut();
-        if open.events.front() == Some(&PortEvent::HostDisconnected) && open.rx.has_data() {
-            return Ok(None);
+        match open.events.front() {
+            Some(&(_, mark)) if open.rx.read_total < mark => Ok(None),
+            Some(_) => Ok(open.events.pop_front().map(|(event, _)| event)),
+            None => Ok(None),
         }
-        Ok(open.events.pop_front())
     }
 
     /// Transmit slots the device holds now although their host client
