@@ -1,6 +1,6 @@
 //! Logging: the guest code logs through `defmt` when the crate's `defmt`
 //! feature is on and compiles its log calls away otherwise; with the
-//! feature, [`defmt_logger!`](crate::defmt_logger) gives a guest its
+//! feature, `agent_baremetal::defmt_logger!` gives a guest its
 //! global logger: defmt frames (rzcobs-encoded, each ended by a zero
 //! byte) written through one function, e.g. to a UART.
 //!
@@ -146,7 +146,7 @@ mod frame {
 /// crate's `defmt` feature and `defmt` as a dependency of the program,
 /// and `-Tdefmt.x` among its link arguments.
 ///
-/// ```ignore
+/// ```text
 /// fn uart_write(bytes: &[u8]) { /* ... */ }
 /// agent_baremetal::defmt_logger!(write: uart_write, uptime_us: platform::uptime_us());
 /// ```
