@@ -39,10 +39,16 @@
 //!   raised in between: a level-triggered line (PLIC, IOAPIC) or a
 //!   pending bit does this by itself. On riscv64 `wfi` with the
 //!   interrupt enabled in `sie` wakes even with `sstatus.SIE` off (no
-//!   trap handler needed); on x86_64 `sti; hlt` (the `sti` shadow
-//!   makes the pair atomic) with a handler that only sends EOI. The
-//!   platform completes (claims, EOIs) whatever interrupt woke it before
-//!   it sleeps again. Early returns are harmless.
+//!   trap handler needed); the platform claims and completes the PLIC's
+//!   interrupt before it sleeps again. On x86_64 `sti; hlt` (the `sti`
+//!   shadow makes the pair atomic, so an interrupt raised before it is
+//!   taken after it and ends the `hlt`), then `cli`, with a handler
+//!   that stops the interrupt from recurring: with MSI-X (edge) an EOI
+//!   is enough; a level-triggered INTx line stays asserted until the
+//!   device is acknowledged, so its handler masks the IOAPIC pin (and
+//!   the platform unmasks it before its next sleep) or reads the
+//!   device's ISR itself (harmless: the serve loop finds work from the
+//!   rings, not from the ISR). Early returns are harmless.
 //! - **Ending.** [`Platform::shutdown`] powers off, halts (processor
 //!   stopped, power on: QEMU keeps running) or resets, as
 //!   [`ShutdownMode`] says; [`Platform::fail`] ends the run as an error

@@ -72,7 +72,7 @@ mod guest {
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         defmt::error!("panic: {}", defmt::Display2Format(info));
-        Virt::new(0).fail(exit::PANIC);
+        platform::fail(exit::PANIC);
     }
 }
 

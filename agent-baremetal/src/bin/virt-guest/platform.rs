@@ -168,6 +168,15 @@ fn boot_args(dtb: usize) -> &'static str {
     agent_baremetal::guest::fdt::chosen_bootargs(tree).unwrap_or("")
 }
 
+/// End the run as a failure: QEMU exits with status `code`.
+pub fn fail(code: u16) -> ! {
+    mmio_write32(TEST_DEVICE, (u32::from(code) << 16) | 0x3333);
+    disable_wakeups();
+    loop {
+        wfi();
+    }
+}
+
 /// The `virt` machine as the guest's [`Platform`].
 pub struct Virt {
     boot_args: &'static str,
@@ -256,11 +265,7 @@ impl Platform for Virt {
     }
 
     fn fail(&self, code: u16) -> ! {
-        mmio_write32(TEST_DEVICE, (u32::from(code) << 16) | 0x3333);
-        disable_wakeups();
-        loop {
-            wfi();
-        }
+        fail(code)
     }
 
     fn os_info(&self) -> OsInfo<'_> {
