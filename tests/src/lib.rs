@@ -180,6 +180,12 @@ impl Conn {
         self.answer()
     }
 
+    /// Send a request as raw bytes and wait for its answer.
+    pub fn call_raw(&mut self, request: &[u8]) -> Answer {
+        self.send(request);
+        self.answer()
+    }
+
     /// Wait for the next response.
     pub fn answer(&mut self) -> Answer {
         loop {
