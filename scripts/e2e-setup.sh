@@ -4,6 +4,9 @@
 #   - QEMU (x86_64 and riscv64 system emulators, firmware), Debian's
 #     qemu-guest-agent (the reference peer), busybox-static and cpio for
 #     the test initramfs; iproute2 (`ip netns`, for many_interfaces.rs);
+#   - libvirt's daemon, QEMU driver and virsh (libvirt_e2e.rs starts a
+#     private libvirtd of its own in a mount namespace: no system service,
+#     no user or configuration changes here);
 #   - Debian's kernel, unpacked (not installed) into target/e2e/kernel:
 #     the linux-image package's files, ~70 MB, no update-initramfs;
 #   - the rustup targets for the static agent and the bare-metal guest.
@@ -18,6 +21,9 @@ command -v qemu-ga >/dev/null || [ -x /usr/sbin/qemu-ga ] || need+=(qemu-guest-a
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
+[ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon)
+[ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] || need+=(libvirt-daemon-driver-qemu)
+command -v virsh >/dev/null || need+=(libvirt-clients)
 if [ ${#need[@]} -gt 0 ]; then
   echo "e2e-setup: installing ${need[*]}"
   log=$(mktemp)
