@@ -35,7 +35,7 @@
 use core::cell::Cell;
 use core::fmt;
 
-use crate::json::{Elements, JsonStr, Value, ValueKind};
+use crate::json::{Elements, JsonStr, Members, Value, ValueKind};
 use crate::record::Member;
 
 /// Where an argument is: a parameter, a list element, a struct member
@@ -247,31 +247,39 @@ impl<'a> Args<'a> {
     }
 
     /// The members, in document order.
-    fn members(&self) -> impl Iterator<Item = (JsonStr<'a>, Value<'a>)> + '_ {
-        let (table, rest) = match self.source {
-            Source::Empty => (None, None),
+    fn members(&self) -> ArgMembers<'a> {
+        match self.source {
+            Source::Empty => ArgMembers {
+                message: &[],
+                table: [].iter(),
+                rest: None,
+            },
             Source::Recorded {
                 message,
                 table,
                 complete,
                 object,
-            } => (
-                Some(table.iter().filter_map(move |m| m.view(message))),
-                (!complete).then(|| {
-                    // The members past the table.
+            } => {
+                // The members past the table, if some did not fit it.
+                let rest = (!complete).then(|| {
                     let mut rest = object.members();
                     table.iter().for_each(|_| {
                         rest.next();
                     });
                     rest
-                }),
-            ),
-            Source::Object(object) => (None, Some(object.members())),
-        };
-        table
-            .into_iter()
-            .flatten()
-            .chain(rest.into_iter().flatten())
+                });
+                ArgMembers {
+                    message,
+                    table: table.iter(),
+                    rest,
+                }
+            }
+            Source::Object(object) => ArgMembers {
+                message: &[],
+                table: [].iter(),
+                rest: Some(object.members()),
+            },
+        }
     }
 
     /// Member `name` and its place in document order.
@@ -464,6 +472,24 @@ impl<'a> Args<'a> {
         };
         self.read.set(u64::MAX);
         serde_json_core::from_slice::<T>(text).map(|(value, _)| value)
+    }
+}
+
+/// The members of an [`Args`]: the recorded ones, then any others.
+struct ArgMembers<'a> {
+    message: &'a [u8],
+    table: core::slice::Iter<'a, Member>,
+    rest: Option<Members<'a>>,
+}
+
+impl<'a> Iterator for ArgMembers<'a> {
+    type Item = (JsonStr<'a>, Value<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.table.next() {
+            Some(member) => member.view(self.message),
+            None => self.rest.as_mut()?.next(),
+        }
     }
 }
 

@@ -255,9 +255,9 @@ impl Members<'_> {
     }
 }
 
-impl<'a> Iterator for Members<'a> {
-    type Item = (JsonStr<'a>, Value<'a>);
-    fn next(&mut self) -> Option<Self::Item> {
+impl<'a> Members<'a> {
+    /// The next member, and where its value ends in the object's text.
+    pub(crate) fn next_with_end(&mut self) -> Option<(JsonStr<'a>, Value<'a>, usize)> {
         let text = self.text;
         let at = self
             .pos
@@ -280,8 +280,16 @@ impl<'a> Iterator for Members<'a> {
         at = at.saturating_add(1);
         at = at.saturating_add(scan::whitespace_len(text.get(at..)?));
         let value = Value::first_unchecked(text.get(at..)?)?;
-        self.pos = skip_comma(text, at.saturating_add(value.text.len()));
-        Some((key, value))
+        let end = at.saturating_add(value.text.len());
+        self.pos = skip_comma(text, end);
+        Some((key, value, end))
+    }
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (JsonStr<'a>, Value<'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_with_end().map(|(key, value, _)| (key, value))
     }
 }
 

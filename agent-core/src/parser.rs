@@ -652,133 +652,51 @@ fn key_hash(key: &JsonStr<'_>) -> u32 {
     }
 }
 
-/// One token of a message, found by the lexer: the fallback below walks a
-/// message whose grammar may be broken after `limit`.
-#[derive(Clone, Copy)]
-struct Lexed<'a> {
-    kind: TokenKind,
-    text: &'a [u8],
-    offset: usize,
-}
-
-/// The tokens of a lexically valid message (the framer's), by the lexer.
-#[derive(Clone)]
-struct LexedTokens<'a> {
-    lexer: Lexer,
-    input: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> LexedTokens<'a> {
-    fn new(input: &'a [u8]) -> Self {
-        LexedTokens {
-            lexer: Lexer::new(),
-            input,
-            pos: 0,
-        }
-    }
-}
-
-impl<'a> Iterator for LexedTokens<'a> {
-    type Item = Lexed<'a>;
-
-    fn next(&mut self) -> Option<Lexed<'a>> {
-        let mut start = None;
-        loop {
-            let rest = self.input.get(self.pos..).unwrap_or_default();
-            if rest.is_empty() {
-                let kind = self.lexer.finish_at_end()?;
-                let offset = start?;
-                let text = self.input.get(offset..self.pos)?;
-                return Some(Lexed { kind, text, offset });
-            }
-            let step = self.lexer.step(rest);
-            let at = self.pos;
-            self.pos = self.pos.saturating_add(step.consumed);
-            match step.lexeme {
-                Lexeme::Skipped => {}
-                Lexeme::Partial => {
-                    start.get_or_insert(at);
-                }
-                Lexeme::Token(kind) => {
-                    let offset = *start.get_or_insert(at);
-                    let text = self.input.get(offset..self.pos)?;
-                    return Some(Lexed { kind, text, offset });
-                }
-                Lexeme::Error | Lexeme::Oversized => {
-                    self.pos = self.input.len();
-                    return None;
-                }
-            }
-        }
-    }
-}
-
 /// Objects with fewer keys than this are checked for duplicates with the
 /// key hashes on the stack; larger ones re-walk earlier keys in blocks.
 const HASH_BLOCK: usize = 32;
 
 /// Where the first duplicate key before `limit` is found (the end of the
-/// duplicate pair's value), in a message whose grammar is right up to
-/// `limit`.
+/// duplicate pair's value). The message's grammar is right up to `limit`,
+/// so the views read that part of it.
 fn first_duplicate(message: &[u8], limit: usize) -> Option<usize> {
+    let text = message.get(..limit)?;
     let mut best: Option<usize> = None;
-    for token in LexedTokens::new(message) {
-        if token.offset >= limit || best.is_some_and(|b| token.offset >= b) {
+    let mut at = 0usize;
+    // Each `{` outside a string starts an object.
+    while let Some(rest) = text.get(at..) {
+        if best.is_some_and(|b| at >= b) {
             break;
         }
-        if token.kind == TokenKind::LeftBrace {
-            let object = message.get(token.offset..).unwrap_or_default();
-            if let Some(at) = duplicate_in_object(object, limit.saturating_sub(token.offset)) {
-                let at = at.saturating_add(token.offset);
-                best = Some(best.map_or(at, |b| b.min(at)));
+        let Some(skip) = rest.iter().position(|&b| matches!(b, b'{' | b'"' | b'\'')) else {
+            break;
+        };
+        at = at.saturating_add(skip);
+        let object = text.get(at..).unwrap_or_default();
+        if object.first() == Some(&b'{') {
+            if let Some(end) = duplicate_in_object(object) {
+                let end = end.saturating_add(at);
+                best = Some(best.map_or(end, |b| b.min(end)));
             }
+            at = at.saturating_add(1);
+        } else {
+            // A string (one cut by `limit` ends the walk).
+            let Some(len) = crate::scan::string_len_unchecked(object) else {
+                break;
+            };
+            at = at.saturating_add(len);
         }
     }
     best
 }
 
-/// The end of the value that starts at the front of `tokens`, leaving
-/// them after it.
-fn skip_value(tokens: &mut LexedTokens<'_>) -> Option<usize> {
-    let first = tokens.next()?;
-    let mut depth = 0usize;
-    let mut token = first;
-    loop {
-        match token.kind {
-            TokenKind::LeftBrace | TokenKind::LeftBracket => depth = depth.saturating_add(1),
-            TokenKind::RightBrace | TokenKind::RightBracket => depth = depth.checked_sub(1)?,
-            _ => {}
-        }
-        if depth == 0 {
-            return Some(token.offset.saturating_add(token.text.len()));
-        }
-        token = tokens.next()?;
-    }
-}
-
-/// Keys of the object at the start of `object` (offsets relative to it),
-/// complete pairs only, up to `limit`: (key, end of the pair's value).
-fn pairs(object: &[u8], limit: usize) -> impl Iterator<Item = (JsonStr<'_>, usize)> + '_ {
-    let mut tokens = LexedTokens::new(object);
-    tokens.next(); // `{`
+/// The keys of the object at the start of `object` (which may be cut
+/// short), complete pairs only: (key, where the pair's value ends).
+fn pairs(object: &[u8]) -> impl Iterator<Item = (JsonStr<'_>, usize)> + '_ {
+    let mut members = json::Value::of_token_unchecked(object).map(|o| o.members());
     core::iter::from_fn(move || {
-        let key = tokens.next()?;
-        if key.kind != TokenKind::String || key.offset >= limit {
-            return None;
-        }
-        if tokens.next()?.kind != TokenKind::Colon {
-            return None;
-        }
-        let end = skip_value(&mut tokens)?;
-        if end > limit {
-            return None;
-        }
-        let mut ahead = tokens.clone();
-        if ahead.next().is_some_and(|t| t.kind == TokenKind::Comma) {
-            tokens = ahead;
-        }
-        Some((JsonStr::from_token(key.text), end))
+        let (key, _, end) = members.as_mut()?.next_with_end()?;
+        Some((key, end))
     })
 }
 
@@ -789,8 +707,8 @@ fn pairs(object: &[u8], limit: usize) -> impl Iterator<Item = (JsonStr<'_>, usiz
 /// compared with itself and, in one more walk, with all earlier keys, so an
 /// object of `n` keys costs about `n / HASH_BLOCK` walks over it. Equal
 /// hashes are confirmed by comparing the decoded keys.
-fn duplicate_in_object(object: &[u8], limit: usize) -> Option<usize> {
-    let mut all = pairs(object, limit);
+fn duplicate_in_object(object: &[u8]) -> Option<usize> {
+    let mut all = pairs(object);
     let mut first_index = 0usize;
     loop {
         // (hash, end of the pair's value): 8 bytes a key. A message is at
@@ -805,7 +723,7 @@ fn duplicate_in_object(object: &[u8], limit: usize) -> Option<usize> {
         if block.is_empty() {
             return None;
         }
-        let key_at = |index: usize| pairs(object, limit).nth(index).map(|(k, _)| k);
+        let key_at = |index: usize| pairs(object).nth(index).map(|(k, _)| k);
         let same = |a: usize, b: usize| match (key_at(a), key_at(b)) {
             (Some(x), Some(y)) => x.eq_json(&y),
             _ => false,
@@ -826,7 +744,7 @@ fn duplicate_in_object(object: &[u8], limit: usize) -> Option<usize> {
             }
         }
         if first_index > 0 {
-            for (key, _) in pairs(object, limit).take(first_index) {
+            for (key, _) in pairs(object).take(first_index) {
                 let hash = key_hash(&key);
                 let bound = found.unwrap_or(block.len());
                 let hit = (0..bound).find(|&i| {

@@ -99,6 +99,22 @@ impl<W: Write + ?Sized> Output for Sink<'_, W> {
     }
 }
 
+/// Where member `name` goes in an object qemu-ga writes: qemu-ga builds
+/// results as `QDict`s, which write their members sorted by this number
+/// (a hash bucket), the later-added first among equals. Members are added
+/// in schema order. Adapters that build objects of several members sort
+/// them by it to write them as qemu-ga does.
+///
+/// ```
+/// use agent_core::writer::qdict_bucket;
+///
+/// // Why qemu-ga writes {"return": ..., "id": ...}:
+/// assert!(qdict_bucket("return") < qdict_bucket("id"));
+/// ```
+pub fn qdict_bucket(name: &str) -> u32 {
+    qdict::bucket(name.bytes())
+}
+
 /// Nesting the writer tracks separators for; deeper output is written but
 /// its commas are not tracked.
 const MAX_DEPTH: u32 = 64;

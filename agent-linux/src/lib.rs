@@ -3,4 +3,3 @@
 //! them as [`commands::LinuxCommands`].
 
 pub mod commands;
-pub mod table;
