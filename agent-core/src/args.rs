@@ -92,10 +92,12 @@ impl fmt::Display for Path<'_> {
             }
             match part {
                 Part::Name(name) => f.write_str(name)?,
-                Part::Key(key) => key
-                    .chars()
-                    .try_for_each(|ch| fmt::Write::write_char(f, ch))?,
-                Part::Index(i) => write!(f, "[{i}]")?,
+                Part::Key(key) => key.fmt_chars(f)?,
+                Part::Index(i) => {
+                    f.write_str("[")?;
+                    crate::writer::fmt_decimal(f, u64::from(*i))?;
+                    f.write_str("]")?;
+                }
             }
         }
         Ok(())
@@ -137,27 +139,33 @@ pub enum ArgError<'a> {
 impl fmt::Display for ArgError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ArgError::Missing(path) => write!(f, "Parameter '{path}' is missing"),
+            ArgError::Missing(path) => parameter(f, path, "' is missing"),
             ArgError::InvalidType { path, expected } => {
-                write!(
-                    f,
-                    "Invalid parameter type for '{path}', expected: {expected}"
-                )
+                f.write_str("Invalid parameter type for '")?;
+                fmt::Display::fmt(path, f)?;
+                f.write_str("', expected: ")?;
+                f.write_str(expected)
             }
-            ArgError::Unexpected(path) => write!(f, "Parameter '{path}' is unexpected"),
+            ArgError::Unexpected(path) => parameter(f, path, "' is unexpected"),
             ArgError::InvalidValue { path, value } => {
-                write!(f, "Parameter '{path}' does not accept value '")?;
-                value
-                    .chars()
-                    .try_for_each(|ch| fmt::Write::write_char(f, ch))?;
+                parameter(f, path, "' does not accept value '")?;
+                value.fmt_chars(f)?;
                 f.write_str("'")
             }
-            ArgError::Spilled(path) => write!(
+            ArgError::Spilled(path) => parameter(
                 f,
-                "Parameter '{path}' is too long for this command's request buffer"
+                path,
+                "' is too long for this command's request buffer",
             ),
         }
     }
+}
+
+/// "Parameter '`path`" and `rest`.
+fn parameter(f: &mut fmt::Formatter<'_>, path: &Path<'_>, rest: &str) -> fmt::Result {
+    f.write_str("Parameter '")?;
+    fmt::Display::fmt(path, f)?;
+    f.write_str(rest)
 }
 
 /// A string argument that may have been streamed out of the request.
@@ -284,19 +292,6 @@ impl<'a> Args<'a> {
 
     /// Member `name` and its place in document order.
     fn find(&self, name: &str) -> Option<(usize, Value<'a>)> {
-        if let Source::Recorded {
-            message,
-            table,
-            complete: true,
-            ..
-        } = self.source
-        {
-            // The whole table: no walk.
-            return table.iter().enumerate().find_map(|(i, m)| {
-                let (key, value) = m.view(message)?;
-                key.eq_str(name).then_some((i, value))
-            });
-        }
         self.members()
             .enumerate()
             .find_map(|(i, (key, value))| key.eq_str(name).then_some((i, value)))
@@ -305,8 +300,8 @@ impl<'a> Args<'a> {
     /// Member `name`, if present, noted as read.
     pub fn value(&self, name: &'static str) -> Option<Value<'a>> {
         let (index, value) = self.find(name)?;
-        if let Some(bit) = 1u64.checked_shl(u32::try_from(index).unwrap_or(u32::MAX)) {
-            self.read.set(self.read.get() | bit);
+        if index < 64 {
+            self.read.set(self.read.get() | 1u64.wrapping_shl(index as u32));
         }
         Some(value)
     }
@@ -450,10 +445,10 @@ impl<'a> Args<'a> {
     /// one object; members past the 64th count as unread.)
     pub fn finish(&self) -> Result<(), ArgError<'a>> {
         let read = self.read.get();
-        let unread = self.members().enumerate().find(|&(i, _)| {
-            let bit = 1u64.checked_shl(u32::try_from(i).unwrap_or(u32::MAX));
-            bit.is_none_or(|bit| read & bit == 0)
-        });
+        let unread = self
+            .members()
+            .enumerate()
+            .find(|&(i, _)| i >= 64 || read & 1u64.wrapping_shl(i as u32) == 0);
         match unread {
             Some((_, (key, _))) => Err(ArgError::Unexpected(self.at.with(Part::Key(key)))),
             None => Ok(()),

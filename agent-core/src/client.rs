@@ -93,8 +93,14 @@ pub enum ClientError<'a> {
 impl fmt::Display for ClientError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Frame(e) => write!(f, "invalid agent output: {e}"),
-            ClientError::Parse(e) => write!(f, "invalid agent output: {e}"),
+            ClientError::Frame(e) => {
+                f.write_str("invalid agent output: ")?;
+                e.fmt(f)
+            }
+            ClientError::Parse(e) => {
+                f.write_str("invalid agent output: ")?;
+                e.fmt(f)
+            }
             ClientError::NotAResponse => f.write_str("agent output is not a response"),
         }
     }

@@ -14,7 +14,7 @@ use crate::json::JsonStr;
 use crate::request::Request;
 use crate::response::{write_error, ErrorClass, Reply};
 use crate::table::{Command, CommandError, CommandInfo, Commands, Failure, Outcome, Run};
-use crate::writer::{Output, SinkError};
+use crate::writer::{escape_str, Output, SinkError};
 
 /// Which commands are enabled: qemu-ga's `-a`/`--allow-rpcs` and
 /// `-b`/`--block-rpcs` (PROTOCOL.md §5). The frozen state is the command
@@ -88,28 +88,22 @@ impl fmt::Display for DispatchError<'_> {
         match self {
             DispatchError::NotFound(name) => {
                 f.write_str("The command ")?;
-                name.chars()
-                    .try_for_each(|ch| fmt::Write::write_char(f, ch))?;
+                name.fmt_chars(f)?;
                 f.write_str(" has not been found")
             }
-            DispatchError::Disabled(name) => write!(
-                f,
-                "Command {name} has been disabled: the command is not allowed"
-            ),
+            DispatchError::Disabled(name) => {
+                f.write_str("Command ")?;
+                f.write_str(name)?;
+                f.write_str(" has been disabled: the command is not allowed")
+            }
         }
     }
 }
 
-/// Where the command called `name` is in `table`.
+/// Where the command called `name` is in `table` (most names differ from
+/// the one asked for in length, which `eq_str` compares first).
 fn lookup<T: Commands>(table: &[Command<T>], name: &JsonStr<'_>) -> Option<usize> {
-    let step = |h: u32, b: u8| (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    let hash = match name.plain() {
-        Some(body) => body.iter().fold(0x811c_9dc5u32, |h, &b| step(h, b)),
-        None => name.bytes().fold(0x811c_9dc5u32, step),
-    };
-    table
-        .iter()
-        .position(|c| c.info().hash() == hash && name.eq_str(c.info().name()))
+    table.iter().position(|c| name.eq_str(c.info().name()))
 }
 
 /// An [`Output`] that notes whether anything was written, and whether it
@@ -200,25 +194,26 @@ fn guest_info<'a, C: Commands>(
 ) -> Outcome<'a, C> {
     args.finish()?;
     let frozen = commands.is_frozen();
+    let bool = |v: bool| if v { &b"true"[..] } else { b"false" };
     let mut value = reply.ok()?;
-    value.begin_object()?;
-    value.key("version")?;
-    value.str(version)?;
-    value.key("supported_commands")?;
-    value.begin_array()?;
-    for command in commands.commands().iter().rev() {
+    // Written as bytes: the shape is fixed (and code is scarce on bare
+    // metal); only the names and the version need escaping.
+    let out = value.inner();
+    out.put(b"{\"version\": ")?;
+    escape_str(out, version)?;
+    out.put(b", \"supported_commands\": [")?;
+    for (i, command) in commands.commands().iter().rev().enumerate() {
         let info = command.info();
-        value.begin_object()?;
-        value.key("enabled")?;
-        value.bool(policy.permits(info, frozen))?;
-        value.key("name")?;
-        value.str(info.name())?;
-        value.key("success-response")?;
-        value.bool(info.has_success_response())?;
-        value.end_object()?;
+        out.put(if i == 0 { &b"{"[..] } else { b", {" })?;
+        out.put(b"\"enabled\": ")?;
+        out.put(bool(policy.permits(info, frozen)))?;
+        out.put(b", \"name\": ")?;
+        escape_str(out, info.name())?;
+        out.put(b", \"success-response\": ")?;
+        out.put(bool(info.has_success_response()))?;
+        out.put(b"}")?;
     }
-    value.end_array()?;
-    value.end_object()?;
+    out.put(b"]}")?;
     Ok(value.finish()?)
 }
 

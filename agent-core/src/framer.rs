@@ -130,10 +130,13 @@ impl fmt::Display for FrameError<'_> {
             FrameError::TokenSizeLimit => f.write_str("JSON token size limit exceeded"),
             FrameError::TokenCountLimit => f.write_str("JSON token count limit exceeded"),
             FrameError::NestingLimit => f.write_str("JSON nesting depth limit exceeded"),
-            FrameError::TooLarge { size, capacity } => write!(
-                f,
-                "JSON request too large: {size} bytes exceed the agent's request buffer of {capacity} bytes"
-            ),
+            FrameError::TooLarge { size, capacity } => {
+                f.write_str("JSON request too large: ")?;
+                crate::writer::fmt_decimal(f, *size as u64)?;
+                f.write_str(" bytes exceed the agent's request buffer of ")?;
+                crate::writer::fmt_decimal(f, *capacity as u64)?;
+                f.write_str(" bytes")
+            }
         }
     }
 }

@@ -256,8 +256,9 @@ impl Members<'_> {
 }
 
 impl<'a> Members<'a> {
-    /// The next member, and where its value ends in the object's text.
-    pub(crate) fn next_with_end(&mut self) -> Option<(JsonStr<'a>, Value<'a>, usize)> {
+    /// The next member, and where its key starts and its value ends in the
+    /// object's text.
+    pub(crate) fn next_pair(&mut self) -> Option<(JsonStr<'a>, Value<'a>, usize, usize)> {
         let text = self.text;
         let at = self
             .pos
@@ -271,6 +272,7 @@ impl<'a> Members<'a> {
         let key = JsonStr {
             raw: rest.get(..key_len)?,
         };
+        let key_at = at;
         let mut at = at.saturating_add(key_len);
         at = at.saturating_add(scan::whitespace_len(text.get(at..)?));
         if text.get(at) != Some(&b':') {
@@ -282,14 +284,14 @@ impl<'a> Members<'a> {
         let value = Value::first_unchecked(text.get(at..)?)?;
         let end = at.saturating_add(value.text.len());
         self.pos = skip_comma(text, end);
-        Some((key, value, end))
+        Some((key, value, key_at, end))
     }
 }
 
 impl<'a> Iterator for Members<'a> {
     type Item = (JsonStr<'a>, Value<'a>);
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_with_end().map(|(key, value, _)| (key, value))
+        self.next_pair().map(|(key, value, _, _)| (key, value))
     }
 }
 
@@ -375,6 +377,14 @@ impl<'a> JsonStr<'a> {
     pub(crate) fn plain(&self) -> Option<&'a [u8]> {
         let body = self.raw.get(1..self.raw.len().saturating_sub(1))?;
         (scan::scan_plain_ascii(body) == body.len()).then_some(body)
+    }
+
+    /// Write the decoded string to a formatter (for error texts that
+    /// quote a request's string).
+    #[inline(never)]
+    pub(crate) fn fmt_chars(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.chars()
+            .try_for_each(|ch| core::fmt::Write::write_char(f, ch))
     }
 
     /// Whether the decoded string equals `s`.

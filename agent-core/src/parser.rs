@@ -89,7 +89,10 @@ impl fmt::Display for ParseError<'_> {
                 let room = MESSAGE_MAX.saturating_sub(17);
                 f.write_str("invalid keyword '")?;
                 let shown = word.get(..room).unwrap_or(word);
-                f.write_str(core::str::from_utf8(shown).unwrap_or("?"))?;
+                // The word is [a-z]+: its bytes are its characters.
+                for &b in shown {
+                    fmt::Write::write_char(f, char::from(b))?;
+                }
                 return if shown.len() < room {
                     f.write_str("'")
                 } else {
@@ -293,30 +296,43 @@ impl KeyTable {
         self.count = kept;
     }
 
+    /// Where an earlier key of the object at `depth` that reads as `key`
+    /// (with `hash`) is, among the first `bound` entries.
+    fn find(
+        &self,
+        depth: usize,
+        message: &[u8],
+        key: &JsonStr<'_>,
+        hash: u32,
+        bound: usize,
+    ) -> Option<usize> {
+        let keys = self.keys.get(..self.count.min(bound)).unwrap_or_default();
+        keys.iter().position(|k| {
+            k.depth as usize == depth && k.hash == hash && {
+                let text = message
+                    .get(k.at as usize..(k.at as usize).saturating_add(k.len as usize))
+                    .unwrap_or_default();
+                JsonStr::from_token(text).eq_json(key)
+            }
+        })
+    }
+
     /// Key `key` (the token at `at` of `message`) of the object at
     /// `depth`; notes a repeat in [`pending`](Self::pending).
     fn add(&mut self, depth: usize, message: &[u8], at: usize, key: &[u8]) {
         let this = JsonStr::from_token(key);
         let hash = key_hash(&this);
-        let earlier = self.keys.get(..self.count).unwrap_or_default();
-        let repeat = earlier
-            .iter()
-            .rev()
-            .take_while(|k| k.depth as usize == depth)
-            .any(|k| {
-                k.hash == hash && {
-                    let text = message
-                        .get(k.at as usize..(k.at as usize).saturating_add(k.len as usize))
-                        .unwrap_or_default();
-                    JsonStr::from_token(text).eq_json(&this)
-                }
-            });
-        if repeat {
+        if self.find(depth, message, &this, hash, usize::MAX).is_some() {
             self.pending = Some(depth);
         }
+        self.push(depth, at, key.len(), hash);
+    }
+
+    /// Note a key (its place, length and hash) of the object at `depth`.
+    fn push(&mut self, depth: usize, at: usize, len: usize, hash: u32) {
         let entry = (
             u32::try_from(at),
-            u32::try_from(key.len()),
+            u32::try_from(len),
             u32::try_from(depth),
         );
         match (self.keys.get_mut(self.count), entry) {
@@ -416,7 +432,7 @@ impl<const ARGS: usize> Parser<ARGS> {
                     self.stack.set_parsing_key(true);
                 } else if self.stack.top_is_object() || self.stack.depth == 0 {
                     // A member's value (or the top-level value) begins.
-                    self.record.value_begins(self.stack.depth, kind, at);
+                    self.record.value_begins(self.stack.depth, kind, at, message);
                 }
                 match kind {
                     TokenKind::LeftBrace | TokenKind::LeftBracket => {
@@ -652,10 +668,6 @@ fn key_hash(key: &JsonStr<'_>) -> u32 {
     }
 }
 
-/// Objects with fewer keys than this are checked for duplicates with the
-/// key hashes on the stack; larger ones re-walk earlier keys in blocks.
-const HASH_BLOCK: usize = 32;
-
 /// Where the first duplicate key before `limit` is found (the end of the
 /// duplicate pair's value). The message's grammar is right up to `limit`,
 /// so the views read that part of it.
@@ -690,76 +702,53 @@ fn first_duplicate(message: &[u8], limit: usize) -> Option<usize> {
     best
 }
 
-/// The keys of the object at the start of `object` (which may be cut
-/// short), complete pairs only: (key, where the pair's value ends).
-fn pairs(object: &[u8]) -> impl Iterator<Item = (JsonStr<'_>, usize)> + '_ {
-    let mut members = json::Value::of_token_unchecked(object).map(|o| o.members());
-    core::iter::from_fn(move || {
-        let (key, _, end) = members.as_mut()?.next_with_end()?;
-        Some((key, end))
-    })
-}
-
-/// Offset (relative to `object`) of the end of the first pair whose key
-/// repeats an earlier one.
+/// Offset (relative to `object`, which may be cut short) of the end of
+/// the first pair whose key repeats an earlier one.
 ///
-/// Keys are hashed in blocks of [`HASH_BLOCK`] on the stack; each block is
-/// compared with itself and, in one more walk, with all earlier keys, so an
-/// object of `n` keys costs about `n / HASH_BLOCK` walks over it. Equal
-/// hashes are confirmed by comparing the decoded keys.
+/// Keys go through a [`KeyTable`] in blocks of [`TRACKED_KEYS`]; each block
+/// is checked against itself as it fills and, in one more walk, against
+/// all earlier keys, so an object of `n` keys costs about
+/// `n / TRACKED_KEYS` walks over it.
 fn duplicate_in_object(object: &[u8]) -> Option<usize> {
-    let mut all = pairs(object);
-    let mut first_index = 0usize;
+    let members = || json::Value::of_token_unchecked(object).map(|o| o.members());
+    let mut all = members()?;
+    let mut earlier = 0usize;
     loop {
-        // (hash, end of the pair's value): 8 bytes a key. A message is at
-        // most 64 MiB (the token size limit), so offsets fit in 32 bits.
-        let mut block = [(0u32, 0u32); HASH_BLOCK];
-        let mut filled = 0usize;
-        for (slot, (key, end)) in block.iter_mut().zip(all.by_ref()) {
-            *slot = (key_hash(&key), u32::try_from(end).unwrap_or(u32::MAX));
-            filled = filled.saturating_add(1);
+        let mut block = KeyTable::new();
+        // Where each block key's pair ends.
+        let mut ends = [0usize; TRACKED_KEYS];
+        // The first key of the block that repeats an earlier key of the
+        // block ...
+        let mut found = None;
+        for (n, end_slot) in ends.iter_mut().enumerate() {
+            let Some((key, _, at, end)) = all.next_pair() else {
+                break;
+            };
+            let hash = key_hash(&key);
+            if found.is_none() && block.find(1, object, &key, hash, n).is_some() {
+                found = Some(n);
+            }
+            block.push(1, at, key.raw().len(), hash);
+            *end_slot = end;
         }
-        let block = block.get(..filled).unwrap_or_default();
-        if block.is_empty() {
+        if block.count == 0 {
             return None;
         }
-        let key_at = |index: usize| pairs(object).nth(index).map(|(k, _)| k);
-        let same = |a: usize, b: usize| match (key_at(a), key_at(b)) {
-            (Some(x), Some(y)) => x.eq_json(&y),
-            _ => false,
-        };
-        // The first key of the block that repeats an earlier key of the
-        // block or of an earlier block.
-        let mut found: Option<usize> = None;
-        for (i, &(hash, _)) in block.iter().enumerate() {
-            let this = first_index.saturating_add(i);
-            let in_block = block
-                .iter()
-                .take(i)
-                .enumerate()
-                .any(|(j, &(h, _))| h == hash && same(first_index.saturating_add(j), this));
-            if in_block {
-                found = Some(i);
+        // ... or of an earlier block.
+        let mut walk = members()?;
+        for _ in 0..earlier {
+            let Some((key, _, _, _)) = walk.next_pair() else {
                 break;
-            }
-        }
-        if first_index > 0 {
-            for (key, _) in pairs(object).take(first_index) {
-                let hash = key_hash(&key);
-                let bound = found.unwrap_or(block.len());
-                let hit = (0..bound).find(|&i| {
-                    block.get(i).is_some_and(|&(h, _)| h == hash)
-                        && key_at(first_index.saturating_add(i)).is_some_and(|k| k.eq_json(&key))
-                });
-                if hit.is_some() {
-                    found = hit;
-                }
+            };
+            let bound = found.unwrap_or(block.count);
+            if let Some(i) = block.find(1, object, &key, key_hash(&key), bound) {
+                found = Some(i);
             }
         }
         if let Some(i) = found {
-            return block.get(i).map(|&(_, end)| end as usize);
+            return ends.get(i).copied();
         }
-        first_index = first_index.saturating_add(block.len());
+        earlier = earlier.saturating_add(block.count);
     }
 }
 

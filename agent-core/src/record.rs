@@ -56,6 +56,28 @@ impl Member {
     }
 }
 
+/// What is wrong with a top-level member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FaultKind {
+    /// Not `execute`, `arguments` or `id`.
+    Unexpected,
+    /// `execute` is not a string.
+    ExecuteNotString,
+    /// `arguments` is not an object.
+    ArgumentsNotObject,
+}
+
+/// A faulty top-level member: what is wrong, its key, and its place in
+/// `QDict` order (the hash bucket of its key, and the order it came in:
+/// later members of a bucket come first).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fault {
+    pub(crate) kind: FaultKind,
+    pub(crate) key: Span,
+    bucket: u32,
+    index: u32,
+}
+
 /// Which top-level member is being parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Top {
@@ -73,10 +95,12 @@ pub(crate) struct Recorder<const ARGS: usize> {
     execute: Option<Member>,
     arguments: Option<Member>,
     id: Option<Member>,
-    /// A top-level member that is not one of the three, or one of them
-    /// with a value of the wrong type: the envelope has an error, which
-    /// one is decided in QEMU's member order.
-    faulty: bool,
+    /// The first faulty top-level member in `QDict` order (a member that
+    /// is not one of the three, or one of them with a value of the wrong
+    /// type): which fault, its key, and its place in that order.
+    fault: Option<Fault>,
+    /// Top-level members seen so far.
+    members_seen: u32,
     /// The top-level member being parsed: which, its key, where its value
     /// starts.
     top: Option<(Top, Span)>,
@@ -100,7 +124,8 @@ impl<const ARGS: usize> Recorder<ARGS> {
             execute: None,
             arguments: None,
             id: None,
-            faulty: false,
+            fault: None,
+            members_seen: 0,
             top: None,
             top_value: 0,
             in_arguments: false,
@@ -120,7 +145,8 @@ impl<const ARGS: usize> Recorder<ARGS> {
         self.execute = None;
         self.arguments = None;
         self.id = None;
-        self.faulty = false;
+        self.fault = None;
+        self.members_seen = 0;
         self.top = None;
         self.in_arguments = false;
         self.argument = None;
@@ -144,8 +170,9 @@ impl<const ARGS: usize> Recorder<ARGS> {
                 Top::Other
             };
             self.top = span.map(|s| (which, s));
+            self.members_seen = self.members_seen.saturating_add(1);
             if which == Top::Other {
-                self.faulty = true;
+                self.fault_at(FaultKind::Unexpected, &key);
             }
         } else if depth == 2 && self.in_arguments {
             self.argument = span;
@@ -154,17 +181,21 @@ impl<const ARGS: usize> Recorder<ARGS> {
 
     /// A value begins with a token of `kind` at `at`, at `depth` (0 for
     /// the message itself, else the depth of the object it is a member of).
-    pub(crate) fn value_begins(&mut self, depth: usize, kind: TokenKind, at: usize) {
+    /// `message` holds the message up to the token.
+    pub(crate) fn value_begins(&mut self, depth: usize, kind: TokenKind, at: usize, message: &[u8]) {
+        let text = message;
         match depth {
             0 => self.object = kind == TokenKind::LeftBrace,
             1 => {
                 self.top_value = at;
                 match self.top {
-                    Some((Top::Execute, _)) if kind != TokenKind::String => self.faulty = true,
-                    Some((Top::Arguments, _)) => {
+                    Some((Top::Execute, key)) if kind != TokenKind::String => {
+                        self.fault_at(FaultKind::ExecuteNotString, &Self::key_str(key, text));
+                    }
+                    Some((Top::Arguments, key)) => {
                         self.in_arguments = kind == TokenKind::LeftBrace;
                         if !self.in_arguments {
-                            self.faulty = true;
+                            self.fault_at(FaultKind::ArgumentsNotObject, &Self::key_str(key, text));
                         }
                     }
                     _ => {}
@@ -184,7 +215,6 @@ impl<const ARGS: usize> Recorder<ARGS> {
                     return;
                 };
                 let Some(value) = Span::new(self.top_value, end) else {
-                    self.faulty = true;
                     return;
                 };
                 let member = Some(Member { key, value });
@@ -231,10 +261,33 @@ impl<const ARGS: usize> Recorder<ARGS> {
         self.object
     }
 
-    /// Whether some top-level member is unexpected or of the wrong kind
-    /// (checked again in QEMU's member order to report the first).
-    pub(crate) fn is_faulty(&self) -> bool {
-        self.faulty
+    /// The first faulty top-level member in `QDict` order, if any.
+    pub(crate) fn fault(&self) -> Option<Fault> {
+        self.fault
+    }
+
+    /// The key at `span` of `message`.
+    fn key_str(span: Span, message: &[u8]) -> JsonStr<'_> {
+        JsonStr::from_token(span.of(message))
+    }
+
+    /// Member number `members_seen` (whose key is `key`) is faulty: keep
+    /// it if it comes first in `QDict` order.
+    fn fault_at(&mut self, kind: FaultKind, key: &JsonStr<'_>) {
+        let Some((_, span)) = self.top else {
+            return;
+        };
+        let bucket = crate::qdict::bucket_of(key);
+        let index = self.members_seen;
+        // By bucket; within one, the later member first.
+        if self.fault.is_none_or(|f| (bucket, core::cmp::Reverse(index)) < (f.bucket, core::cmp::Reverse(f.index))) {
+            self.fault = Some(Fault {
+                kind,
+                key: span,
+                bucket,
+                index,
+            });
+        }
     }
 
     /// The `execute`, `arguments` and `id` members, if present.

@@ -3,15 +3,15 @@
 //! recorded.
 //!
 //! A request with several faults gets the error of the first one in
-//! `QDict` order (the order qemu-ga happens to store members in), so only
-//! then are its top-level members walked once more, in that order.
+//! `QDict` order (the order qemu-ga happens to store members in), which
+//! the record keeps as the members go by.
 
 use core::fmt;
 
 use crate::args::Args;
 use crate::framer::Validated;
-use crate::json::{JsonStr, Value, ValueKind};
-use crate::qdict;
+use crate::json::{JsonStr, Value};
+use crate::record::FaultKind;
 
 /// A request the parser accepted and whose envelope is right: views of
 /// its parts. Only [`Request::check`] makes one.
@@ -57,8 +57,7 @@ impl fmt::Display for EnvelopeError<'_> {
             }
             EnvelopeError::Unexpected(name) => {
                 f.write_str("QMP input member '")?;
-                name.chars()
-                    .try_for_each(|ch| fmt::Write::write_char(f, ch))?;
+                name.fmt_chars(f)?;
                 f.write_str("' is unexpected")
             }
             EnvelopeError::MissingExecute => f.write_str("QMP input lacks member 'execute'"),
@@ -83,10 +82,17 @@ impl<'a, const ARGS: usize> Request<'a, ARGS> {
             member.and_then(|m| m.view(message)).map(|(_, value)| value)
         };
         let id = view(id);
-        if record.is_faulty() {
+        if let Some(fault) = record.fault() {
             // qemu-ga reads `id` before checking the members, so every
             // error echoes it.
-            return Err((first_fault(message), id));
+            let error = match fault.kind {
+                FaultKind::Unexpected => {
+                    EnvelopeError::Unexpected(JsonStr::from_token(fault.key.of(message)))
+                }
+                FaultKind::ExecuteNotString => EnvelopeError::ExecuteNotString,
+                FaultKind::ArgumentsNotObject => EnvelopeError::ArgumentsNotObject,
+            };
+            return Err((error, id));
         }
         let Some(execute) = view(execute).and_then(|v| v.as_str()) else {
             return Err((EnvelopeError::MissingExecute, id));
@@ -109,34 +115,6 @@ impl<'a, const ARGS: usize> Request<'a, ARGS> {
         let placeholder = self.frame.spilled().and_then(|at| message.get(at..));
         Args::recorded(message, object, table, complete).with_spilled(placeholder)
     }
-}
-
-/// The first fault of the envelope `message` (an object with at least one)
-/// in `QDict` order.
-fn first_fault(message: &[u8]) -> EnvelopeError<'_> {
-    let Some(object) = Value::first_unchecked(message) else {
-        return EnvelopeError::NotAnObject;
-    };
-    let mut fault = EnvelopeError::MissingExecute;
-    let _ = qdict::for_each_member(&object, |key, member| {
-        let checked = if key.eq_str("execute") {
-            match member.kind() {
-                ValueKind::String => Ok(()),
-                _ => Err(EnvelopeError::ExecuteNotString),
-            }
-        } else if key.eq_str("arguments") {
-            match member.kind() {
-                ValueKind::Object => Ok(()),
-                _ => Err(EnvelopeError::ArgumentsNotObject),
-            }
-        } else if key.eq_str("id") {
-            Ok(())
-        } else {
-            Err(EnvelopeError::Unexpected(key))
-        };
-        checked.map_err(|e| fault = e)
-    });
-    fault
 }
 
 #[cfg(test)]

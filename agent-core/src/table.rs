@@ -117,8 +117,6 @@ pub struct CommandInfo {
     name: &'static str,
     success_response: bool,
     allowed_while_frozen: bool,
-    /// A hash of `name`, so that a lookup compares few names.
-    hash: u32,
 }
 
 impl CommandInfo {
@@ -128,7 +126,6 @@ impl CommandInfo {
             name,
             success_response: true,
             allowed_while_frozen: false,
-            hash: name_hash(name.as_bytes()),
         }
     }
 
@@ -149,21 +146,6 @@ impl CommandInfo {
     pub const fn is_allowed_while_frozen(&self) -> bool {
         self.allowed_while_frozen
     }
-
-    pub(crate) const fn hash(&self) -> u32 {
-        self.hash
-    }
-}
-
-/// FNV-1a of a command name (`const`, for the tables).
-pub(crate) const fn name_hash(name: &[u8]) -> u32 {
-    let mut hash = 0x811c_9dc5u32;
-    let mut rest = name;
-    while let [byte, tail @ ..] = rest {
-        hash = (hash ^ *byte as u32).wrapping_mul(0x0100_0193);
-        rest = tail;
-    }
-    hash
 }
 
 /// One command of table `T`: its entry and what runs it.

@@ -563,6 +563,24 @@ fn div_rem_10(v: u64) -> (u64, u8) {
     (quotient, rem as u8)
 }
 
+/// `v` in decimal, for `Display` impls: without `core::fmt`'s integer
+/// formatting, which costs a bare-metal image over a kilobyte.
+pub(crate) fn fmt_decimal(f: &mut fmt::Formatter<'_>, v: u64) -> fmt::Result {
+    /// The digits [`write_decimal`] writes, to a formatter.
+    struct Digits<'f, 'g>(&'f mut fmt::Formatter<'g>);
+    impl Output for Digits<'_, '_> {
+        fn put(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+            const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+            for &digit in bytes {
+                let text = DIGITS.get(usize::from(digit & 0xF)).copied().unwrap_or("0");
+                self.0.write_str(text).map_err(|_| SinkError)?;
+            }
+            Ok(())
+        }
+    }
+    write_decimal(&mut Digits(f), v).map_err(|_| fmt::Error)
+}
+
 /// `v` in decimal.
 fn write_decimal(out: &mut dyn Output, mut v: u64) -> Result<(), SinkError> {
     let mut digits = [0u8; 20];
@@ -684,7 +702,10 @@ fn escape_str_body(out: &mut dyn Output, s: &str) -> Result<(), SinkError> {
     let mut rest = s;
     while !rest.is_empty() {
         let safe = rest.bytes().take_while(|&b| is_safe(b)).count();
-        let (run, tail) = rest.split_at(safe);
+        // `safe` ends at a character boundary: the bytes are ASCII.
+        let Some((run, tail)) = rest.split_at_checked(safe) else {
+            break;
+        };
         if !run.is_empty() {
             out.put(run.as_bytes())?;
         }
