@@ -116,12 +116,14 @@ impl<'p, B: AsRef<[u8]> + AsMut<[u8]>, C: Commands, const ARGS: usize> Agent<'p,
     ///
     /// A write error stops it (the rest of `input` is not read): the peer
     /// is usually gone, so [`reset`](Self::reset) before serving the next.
+    #[inline(never)]
     pub fn feed<W: Write + ?Sized>(&mut self, input: &[u8], out: &mut W) -> Result<(), W::Error> {
         let mut sink = Sink::new(out);
         let result = self.feed_output(input, &mut sink);
         sink.result(result)
     }
 
+    #[inline(never)]
     fn feed_output(&mut self, input: &[u8], out: &mut dyn Output) -> Result<(), SinkError> {
         let Agent {
             framer,

@@ -152,11 +152,9 @@ impl fmt::Display for ArgError<'_> {
                 value.fmt_chars(f)?;
                 f.write_str("'")
             }
-            ArgError::Spilled(path) => parameter(
-                f,
-                path,
-                "' is too long for this command's request buffer",
-            ),
+            ArgError::Spilled(path) => {
+                parameter(f, path, "' is too long for this command's request buffer")
+            }
         }
     }
 }
@@ -183,13 +181,13 @@ pub enum LargeStr<'a> {
 enum Source<'a> {
     /// None: absent `arguments` (which QAPI reads as `{}`).
     Empty,
-    /// The request's `arguments`, recorded by the parser: the first
-    /// members in `table`, the rest (if `complete` is false) found by
-    /// walking `object`.
+    /// The request's `arguments` object, all its members recorded by the
+    /// parser in `table`.
     Recorded {
         message: &'a [u8],
         table: &'a [Member],
-        complete: bool,
+        /// The object (for [`Args::deserialize`]).
+        #[cfg(feature = "serde")]
         object: Value<'a>,
     },
     /// An object walked member by member (a struct in a list, or
@@ -221,19 +219,24 @@ impl<'a> Args<'a> {
         Args::new(Source::Empty, Path::EMPTY)
     }
 
-    /// The request's `arguments` object, whose first members the parser
-    /// recorded in `table` (all of them if `complete`).
+    /// The request's `arguments` object, whose members the parser
+    /// recorded in `table` (all of them if `complete`; else they are found
+    /// by walking the object).
     pub(crate) fn recorded(
         message: &'a [u8],
         object: Value<'a>,
         table: &'a [Member],
         complete: bool,
     ) -> Self {
-        let source = Source::Recorded {
-            message,
-            table,
-            complete,
-            object,
+        let source = if complete {
+            Source::Recorded {
+                message,
+                table,
+                #[cfg(feature = "serde")]
+                object,
+            }
+        } else {
+            Source::Object(object)
         };
         Args::new(source, Path::EMPTY)
     }
@@ -257,36 +260,9 @@ impl<'a> Args<'a> {
     /// The members, in document order.
     fn members(&self) -> ArgMembers<'a> {
         match self.source {
-            Source::Empty => ArgMembers {
-                message: &[],
-                table: [].iter(),
-                rest: None,
-            },
-            Source::Recorded {
-                message,
-                table,
-                complete,
-                object,
-            } => {
-                // The members past the table, if some did not fit it.
-                let rest = (!complete).then(|| {
-                    let mut rest = object.members();
-                    table.iter().for_each(|_| {
-                        rest.next();
-                    });
-                    rest
-                });
-                ArgMembers {
-                    message,
-                    table: table.iter(),
-                    rest,
-                }
-            }
-            Source::Object(object) => ArgMembers {
-                message: &[],
-                table: [].iter(),
-                rest: Some(object.members()),
-            },
+            Source::Empty => ArgMembers::Table(&[], [].iter()),
+            Source::Recorded { message, table, .. } => ArgMembers::Table(message, table.iter()),
+            Source::Object(object) => ArgMembers::Walk(object.members()),
         }
     }
 
@@ -301,7 +277,8 @@ impl<'a> Args<'a> {
     pub fn value(&self, name: &'static str) -> Option<Value<'a>> {
         let (index, value) = self.find(name)?;
         if index < 64 {
-            self.read.set(self.read.get() | 1u64.wrapping_shl(index as u32));
+            self.read
+                .set(self.read.get() | 1u64.wrapping_shl(index as u32));
         }
         Some(value)
     }
@@ -470,20 +447,20 @@ impl<'a> Args<'a> {
     }
 }
 
-/// The members of an [`Args`]: the recorded ones, then any others.
-struct ArgMembers<'a> {
-    message: &'a [u8],
-    table: core::slice::Iter<'a, Member>,
-    rest: Option<Members<'a>>,
+/// The members of an [`Args`]: from the parser's table, or found by
+/// walking an object.
+enum ArgMembers<'a> {
+    Table(&'a [u8], core::slice::Iter<'a, Member>),
+    Walk(Members<'a>),
 }
 
 impl<'a> Iterator for ArgMembers<'a> {
     type Item = (JsonStr<'a>, Value<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self.table.next() {
-            Some(member) => member.view(self.message),
-            None => self.rest.as_mut()?.next(),
+        match self {
+            ArgMembers::Table(message, table) => table.next()?.view(message),
+            ArgMembers::Walk(members) => members.next(),
         }
     }
 }

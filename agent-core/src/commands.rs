@@ -97,6 +97,7 @@ impl CoreCommands {
 impl Commands for CoreCommands {
     type Error = Infallible;
 
+    #[inline(never)]
     fn commands(&self) -> &[Command<Self>] {
         &Self::COMMANDS
     }

@@ -103,7 +103,12 @@ impl fmt::Display for DispatchError<'_> {
 /// Where the command called `name` is in `table` (most names differ from
 /// the one asked for in length, which `eq_str` compares first).
 fn lookup<T: Commands>(table: &[Command<T>], name: &JsonStr<'_>) -> Option<usize> {
-    table.iter().position(|c| name.eq_str(c.info().name()))
+    match name.plain() {
+        Some(body) => table
+            .iter()
+            .position(|c| c.info().name().as_bytes() == body),
+        None => table.iter().position(|c| name.eq_str(c.info().name())),
+    }
 }
 
 /// An [`Output`] that notes whether anything was written, and whether it
@@ -115,6 +120,7 @@ struct Tracked<'o> {
 }
 
 impl Output for Tracked<'_> {
+    #[inline(never)]
     fn put(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
         self.started = true;
         let result = self.out.put(bytes);

@@ -114,7 +114,10 @@ impl fmt::Display for FrameError<'_> {
                 // QEMU formats the token with "%s": it ends at a NUL byte,
                 // and its JSON writer turns invalid UTF-8 into U+FFFD.
                 let nul = token.head.iter().position(|&b| b == 0);
-                let head = token.head.get(..nul.unwrap_or(token.head.len())).unwrap_or_default();
+                let head = token
+                    .head
+                    .get(..nul.unwrap_or(token.head.len()))
+                    .unwrap_or_default();
                 f.write_str("JSON parse error, stray '")?;
                 for ch in ModUtf8Chars::new(head) {
                     fmt::Write::write_char(f, ch)?;
@@ -122,7 +125,10 @@ impl fmt::Display for FrameError<'_> {
                 if token.elided && nul.is_none() {
                     f.write_str("...")?;
                     if token.last != 0 {
-                        fmt::Write::write_char(f, ModUtf8Chars::new(&[token.last]).next().unwrap_or('?'))?;
+                        fmt::Write::write_char(
+                            f,
+                            ModUtf8Chars::new(&[token.last]).next().unwrap_or('?'),
+                        )?;
                     }
                 }
                 f.write_str("'")

@@ -150,6 +150,7 @@ impl<'a> Value<'a> {
     }
 
     /// The members of an object, in document order (none otherwise).
+    #[inline(never)]
     pub fn members(&self) -> Members<'a> {
         Members {
             text: self.text,
@@ -323,6 +324,7 @@ impl<'a> Iterator for Elements<'a> {
 }
 
 /// Past the whitespace and the comma (if any) after a value ending at `at`.
+#[inline(never)]
 fn skip_comma(text: &[u8], at: usize) -> usize {
     let at = at.saturating_add(scan::whitespace_len(text.get(at..).unwrap_or_default()));
     if text.get(at) == Some(&b',') {
@@ -351,6 +353,7 @@ impl<'a> JsonStr<'a> {
     }
 
     /// The decoded characters (`\u0000` gives `'\0'`).
+    #[inline(never)]
     pub fn chars(&self) -> StrChars<'a> {
         let body = self
             .raw
@@ -388,6 +391,7 @@ impl<'a> JsonStr<'a> {
     }
 
     /// Whether the decoded string equals `s`.
+    #[inline(never)]
     pub fn eq_str(&self, s: &str) -> bool {
         match self.plain() {
             Some(body) => body == s.as_bytes(),
@@ -396,6 +400,7 @@ impl<'a> JsonStr<'a> {
     }
 
     /// Whether two strings decode to the same text.
+    #[inline(never)]
     pub fn eq_json(&self, other: &JsonStr<'_>) -> bool {
         match (self.plain(), other.plain()) {
             (Some(a), Some(b)) => a == b,

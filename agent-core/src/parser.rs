@@ -330,11 +330,7 @@ impl KeyTable {
 
     /// Note a key (its place, length and hash) of the object at `depth`.
     fn push(&mut self, depth: usize, at: usize, len: usize, hash: u32) {
-        let entry = (
-            u32::try_from(at),
-            u32::try_from(len),
-            u32::try_from(depth),
-        );
+        let entry = (u32::try_from(at), u32::try_from(len), u32::try_from(depth));
         match (self.keys.get_mut(self.count), entry) {
             (Some(slot), (Ok(at), Ok(len), Ok(depth))) => {
                 *slot = Key {
@@ -366,6 +362,7 @@ pub(crate) struct Parser<const ARGS: usize> {
 
 impl<const ARGS: usize> Parser<ARGS> {
     /// A parser at the start of a message.
+    #[inline(never)]
     pub(crate) const fn new() -> Self {
         Parser {
             stack: Stack::new(),
@@ -432,7 +429,8 @@ impl<const ARGS: usize> Parser<ARGS> {
                     self.stack.set_parsing_key(true);
                 } else if self.stack.top_is_object() || self.stack.depth == 0 {
                     // A member's value (or the top-level value) begins.
-                    self.record.value_begins(self.stack.depth, kind, at, message);
+                    self.record
+                        .value_begins(self.stack.depth, kind, at, message);
                 }
                 match kind {
                     TokenKind::LeftBrace | TokenKind::LeftBracket => {

@@ -28,6 +28,7 @@ impl Span {
     }
 
     /// The bytes of `message` it covers.
+    #[inline(never)]
     pub(crate) fn of<'m>(&self, message: &'m [u8]) -> &'m [u8] {
         let at = self.at as usize;
         message
@@ -182,7 +183,13 @@ impl<const ARGS: usize> Recorder<ARGS> {
     /// A value begins with a token of `kind` at `at`, at `depth` (0 for
     /// the message itself, else the depth of the object it is a member of).
     /// `message` holds the message up to the token.
-    pub(crate) fn value_begins(&mut self, depth: usize, kind: TokenKind, at: usize, message: &[u8]) {
+    pub(crate) fn value_begins(
+        &mut self,
+        depth: usize,
+        kind: TokenKind,
+        at: usize,
+        message: &[u8],
+    ) {
         let text = message;
         match depth {
             0 => self.object = kind == TokenKind::LeftBrace,
@@ -280,7 +287,9 @@ impl<const ARGS: usize> Recorder<ARGS> {
         let bucket = crate::qdict::bucket_of(key);
         let index = self.members_seen;
         // By bucket; within one, the later member first.
-        if self.fault.is_none_or(|f| (bucket, core::cmp::Reverse(index)) < (f.bucket, core::cmp::Reverse(f.index))) {
+        if self.fault.is_none_or(|f| {
+            (bucket, core::cmp::Reverse(index)) < (f.bucket, core::cmp::Reverse(f.index))
+        }) {
             self.fault = Some(Fault {
                 kind,
                 key: span,

@@ -71,6 +71,7 @@ pub(crate) type Rejected<'a> = (EnvelopeError<'a>, Option<Value<'a>>);
 
 impl<'a, const ARGS: usize> Request<'a, ARGS> {
     /// Check the envelope of an accepted message.
+    #[inline(never)]
     pub(crate) fn check(frame: Validated<'a, ARGS>) -> Result<Self, Rejected<'a>> {
         let record = frame.record();
         let message = frame.message();
@@ -106,6 +107,7 @@ impl<'a, const ARGS: usize> Request<'a, ARGS> {
     }
 
     /// The arguments, for the command's handler.
+    #[inline(never)]
     pub(crate) fn args(&self) -> Args<'a> {
         let Some(object) = self.arguments else {
             return Args::empty();
