@@ -268,6 +268,10 @@ impl<'a> Args<'a> {
 
     /// Member `name` and its place in document order.
     fn find(&self, name: &str) -> Option<(usize, Value<'a>)> {
+        if let Source::Recorded { message, table, .. } = self.source {
+            let index = table.iter().position(|m| m.is(message, name))?;
+            return Some((index, table.get(index)?.value(message)));
+        }
         self.members()
             .enumerate()
             .find_map(|(i, (key, value))| key.eq_str(name).then_some((i, value)))

@@ -6,6 +6,7 @@
 //! The command's name is looked up once; what runs it comes from the
 //! table entry found, and the policy and frozen checks read that entry.
 
+use core::cell::Cell;
 use core::fmt;
 
 use crate::args::Args;
@@ -111,24 +112,6 @@ fn lookup<T: Commands>(table: &[Command<T>], name: &JsonStr<'_>) -> Option<usize
     }
 }
 
-/// An [`Output`] that notes whether anything was written, and whether it
-/// failed.
-struct Tracked<'o> {
-    out: &'o mut dyn Output,
-    started: bool,
-    failed: bool,
-}
-
-impl Output for Tracked<'_> {
-    #[inline(never)]
-    fn put(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
-        self.started = true;
-        let result = self.out.put(bytes);
-        self.failed |= result.is_err();
-        result
-    }
-}
-
 /// Answer one accepted message: check its envelope, find its command,
 /// check that the command may run, run it, and send the reply or the
 /// error. Only the output's failure is returned.
@@ -161,30 +144,26 @@ pub(crate) fn answer<C: Commands, const ARGS: usize>(
         return write_error(out, id.as_ref(), ErrorClass::CommandNotFound, &error);
     }
     let args = request.args();
-    let mut tracked = Tracked {
-        out,
-        started: false,
-        failed: false,
-    };
-    let reply = Reply::new(&mut tracked, id, info.has_success_response());
+    let begun = Cell::new(false);
+    let reply = Reply::new(&mut *out, id, info.has_success_response(), Some(&begun));
     let result = match command.run() {
         Run::GuestInfo => guest_info(commands, policy, version, &args, reply),
         Run::Handler(handler) => handler(commands, &args, reply),
     };
     let (class, desc): (ErrorClass, &dyn fmt::Display) = match &result {
         Ok(_) => return Ok(()),
-        Err(CommandError::Sink(e)) if tracked.failed => return Err(*e),
+        Err(CommandError::Sink(e)) if out.failed() => return Err(*e),
         // A sink of the handler's own failed: a failure of the command.
         Err(CommandError::Sink(e)) => (ErrorClass::GenericError, e),
         Err(CommandError::Arg(e)) => (ErrorClass::GenericError, e),
         Err(CommandError::Failed(e)) => (e.class(), e),
     };
-    if tracked.started {
+    if begun.get() {
         // The reply was begun and cannot be completed: break it off, so
         // that no client takes it for a success.
-        tracked.put(b"\n")
+        out.put(b"\n")
     } else {
-        write_error(tracked.out, id.as_ref(), class, desc)
+        write_error(out, id.as_ref(), class, desc)
     }
 }
 

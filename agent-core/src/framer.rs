@@ -256,6 +256,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const ARGS: usize> Framer<B, ARGS> {
         if self.emitted {
             self.clear_message(spill.as_deref_mut());
         }
+        // Asked once per input: strings up to this long stay in the buffer.
+        let threshold = spill.as_deref().map(|s| s.threshold().max(1));
         let mut pos = 0usize;
         while let Some(rest) = input.get(pos..).filter(|rest| !rest.is_empty()) {
             let step = self.lexer.step(rest);
@@ -281,7 +283,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const ARGS: usize> Framer<B, ARGS> {
                             // offered too: its body as a partial token.
                             let long = kind == TokenKind::String
                                 && matches!(self.spill, SpillState::None)
-                                && self.token_len.saturating_add(bytes.len()) > spill.threshold();
+                                && threshold.is_some_and(|t| {
+                                    self.token_len.saturating_add(bytes.len()) > t
+                                });
                             match bytes.split_last() {
                                 Some((quote, body)) if long => {
                                     self.partial_spilling(body, spill);

@@ -97,6 +97,11 @@ impl<'a> Value<'a> {
         Value::of_token_unchecked(text.get(..len)?)
     }
 
+    /// `text`, one whole value of `kind` the parser accepted.
+    pub(crate) fn from_parts_unchecked(kind: ValueKind, text: &'a [u8]) -> Value<'a> {
+        Value { kind, text }
+    }
+
     /// `text`, exactly one whole value the parser accepted.
     pub(crate) fn of_token_unchecked(text: &'a [u8]) -> Option<Value<'a>> {
         let mut kind = ValueKind::of_first_byte(*text.first()?)?;

@@ -122,8 +122,6 @@ impl Default for Lexer {
 enum Next {
     /// Consume the byte and stay in (or move to) this state.
     Go(State),
-    /// Consume the byte; it completes a token.
-    End(TokenKind),
     /// Do not consume the byte; the token ended before it.
     EndBefore(TokenKind),
     /// Consume the byte; it is a lexical error.
@@ -154,72 +152,69 @@ impl Lexer {
     /// is exhausted. Each step's bytes are all of one [`Lexeme`] kind;
     /// a step consumes at least one byte unless `input` is empty.
     pub fn step(&mut self, input: &[u8]) -> Step {
+        if self.state == State::Recovery {
+            // Skip to a resynchronisation point, which is lexed afresh.
+            match input.iter().position(|&b| is_resync_point(b)) {
+                Some(0) => self.state = State::Start,
+                Some(skipped) => {
+                    self.state = State::Start;
+                    return Self::skipped(skipped);
+                }
+                None => return Self::skipped(input.len()),
+            }
+        }
         let mut pos = 0usize;
-        // Bytes consumed in this step that belong to the current token.
+        if self.state == State::Start {
+            let Some(&byte) = input.first() else {
+                return Self::skipped(0);
+            };
+            if is_whitespace(byte) {
+                return Self::skipped(crate::scan::whitespace_len(input));
+            }
+            self.token_len = 1;
+            pos = 1;
+            self.state = match byte {
+                b'{' => return self.finish(1, TokenKind::LeftBrace),
+                b'}' => return self.finish(1, TokenKind::RightBrace),
+                b'[' => return self.finish(1, TokenKind::LeftBracket),
+                b']' => return self.finish(1, TokenKind::RightBracket),
+                b':' => return self.finish(1, TokenKind::Colon),
+                b',' => return self.finish(1, TokenKind::Comma),
+                b'"' | b'\'' => {
+                    // Usually the whole string is here, without escapes.
+                    let after = input.get(1..).unwrap_or_default();
+                    let body = after
+                        .get(..MAX_TOKEN_BYTES.saturating_sub(2))
+                        .unwrap_or(after);
+                    let plain = crate::scan::scan_string_body(body, byte);
+                    if body.get(plain) == Some(&byte) {
+                        return self.finish(plain.saturating_add(2), TokenKind::String);
+                    }
+                    // An escape, or the input ends: on below.
+                    pos = plain.saturating_add(1);
+                    self.token_len = pos;
+                    if byte == b'"' {
+                        State::DqString
+                    } else {
+                        State::SqString
+                    }
+                }
+                b'0' => State::Zero,
+                b'1'..=b'9' => State::Digits,
+                b'-' => State::Sign,
+                b'a'..=b'z' => State::Keyword,
+                _ => return self.error(1),
+            };
+        }
         loop {
             let Some(&byte) = input.get(pos) else {
-                let lexeme = if self.in_token() {
-                    Lexeme::Partial
-                } else {
-                    Lexeme::Skipped
-                };
+                // The input ended inside the token.
                 return Step {
                     consumed: pos,
-                    lexeme,
+                    lexeme: Lexeme::Partial,
                 };
             };
             match self.state {
-                State::Start => {
-                    if is_whitespace(byte) {
-                        pos = pos.saturating_add(1);
-                        continue;
-                    }
-                    if pos > 0 {
-                        // Report the whitespace on its own; the token starts
-                        // in the next step.
-                        return Step {
-                            consumed: pos,
-                            lexeme: Lexeme::Skipped,
-                        };
-                    }
-                    self.token_len = 1;
-                    let next = match byte {
-                        b'{' => Next::End(TokenKind::LeftBrace),
-                        b'}' => Next::End(TokenKind::RightBrace),
-                        b'[' => Next::End(TokenKind::LeftBracket),
-                        b']' => Next::End(TokenKind::RightBracket),
-                        b':' => Next::End(TokenKind::Colon),
-                        b',' => Next::End(TokenKind::Comma),
-                        b'"' => Next::Go(State::DqString),
-                        b'\'' => Next::Go(State::SqString),
-                        b'0' => Next::Go(State::Zero),
-                        b'1'..=b'9' => Next::Go(State::Digits),
-                        b'-' => Next::Go(State::Sign),
-                        b'a'..=b'z' => Next::Go(State::Keyword),
-                        _ => Next::Error,
-                    };
-                    pos = 1;
-                    match next {
-                        Next::Go(state) => self.state = state,
-                        Next::End(kind) => return self.finish(pos, kind),
-                        Next::EndBefore(kind) => return self.finish(0, kind),
-                        Next::Error => return self.error(pos),
-                    }
-                }
-                State::Recovery => {
-                    if is_resync_point(byte) {
-                        self.state = State::Start;
-                        if pos > 0 {
-                            return Step {
-                                consumed: pos,
-                                lexeme: Lexeme::Skipped,
-                            };
-                        }
-                        // Nothing skipped yet: lex this byte right away.
-                        continue;
-                    }
-                    pos = pos.saturating_add(1);
-                }
                 State::DqString | State::SqString => {
                     let quote = if self.state == State::DqString {
                         b'"'
@@ -270,12 +265,19 @@ impl Lexer {
                                 return self.oversized(pos);
                             }
                         }
-                        Next::End(kind) => return self.finish(pos.saturating_add(1), kind),
                         Next::EndBefore(kind) => return self.finish(pos, kind),
                         Next::Error => return self.error(pos.saturating_add(1)),
                     }
                 }
             }
+        }
+    }
+
+    /// `n` bytes of whitespace or of input skipped while recovering.
+    fn skipped(n: usize) -> Step {
+        Step {
+            consumed: n,
+            lexeme: Lexeme::Skipped,
         }
     }
 
@@ -293,10 +295,6 @@ impl Lexer {
         self.state = State::Start;
         self.token_len = 0;
         Some(kind)
-    }
-
-    fn in_token(&self) -> bool {
-        !matches!(self.state, State::Start | State::Recovery)
     }
 
     fn finish(&mut self, consumed: usize, kind: TokenKind) -> Step {

@@ -319,9 +319,14 @@ impl KeyTable {
 
     /// Key `key` (the token at `at` of `message`) of the object at
     /// `depth`; notes a repeat in [`pending`](Self::pending).
-    fn add(&mut self, depth: usize, message: &[u8], at: usize, key: &[u8]) {
+    /// `plain`: the key is ASCII without escapes.
+    fn add(&mut self, depth: usize, message: &[u8], at: usize, key: &[u8], plain: bool) {
         let this = JsonStr::from_token(key);
-        let hash = key_hash(&this);
+        let hash = if plain {
+            plain_hash(key.get(1..key.len().saturating_sub(1)).unwrap_or_default())
+        } else {
+            key_hash(&this)
+        };
         if self.find(depth, message, &this, hash, usize::MAX).is_some() {
             self.pending = Some(depth);
         }
@@ -446,15 +451,15 @@ impl<const ARGS: usize> Parser<ARGS> {
                         return Ok(());
                     }
                     TokenKind::String => {
-                        check_string(text).map_err(|(fault, escape)| Located {
+                        let plain = check_string(text).map_err(|(fault, escape)| Located {
                             fault,
                             at,
                             text: escape
                                 .map_or((0, 0), |(from, len)| (at.saturating_add(from), len)),
                         })?;
                         if key {
-                            self.keys.add(self.stack.depth, message, at, text);
-                            self.record.key(self.stack.depth, text, at);
+                            self.keys.add(self.stack.depth, message, at, text, plain);
+                            self.record.key(self.stack.depth, text, at, plain);
                         }
                     }
                     TokenKind::Integer | TokenKind::Float => {}
@@ -616,13 +621,17 @@ pub(crate) fn validate(input: &[u8]) -> Result<(), ParseError<'_>> {
     parser.finish(input).map(|_| ())
 }
 
-/// QEMU's `parse_string` checks on one string token. On error, the fault
-/// and, for an invalid code point, where its escape is in the token and
-/// how long it is (as far as the token goes).
+/// QEMU's `parse_string` checks on one string token: whether the string
+/// is plain (ASCII without escapes: its body is its text). On error, the
+/// fault and, for an invalid code point, where its escape is in the token
+/// and how long it is (as far as the token goes).
 #[allow(clippy::type_complexity)]
-fn check_string(raw: &[u8]) -> Result<(), (Fault, Option<(usize, usize)>)> {
+fn check_string(raw: &[u8]) -> Result<bool, (Fault, Option<(usize, usize)>)> {
     let body = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
     let mut pos = 0usize;
+    if scan::scan_plain_ascii(body) == body.len() {
+        return Ok(true);
+    }
     while let Some(rest) = body.get(pos..).filter(|r| !r.is_empty()) {
         // Plain ASCII runs need no decoding.
         let ascii = scan::scan_plain_ascii(rest);
@@ -650,20 +659,27 @@ fn check_string(raw: &[u8]) -> Result<(), (Fault, Option<(usize, usize)>)> {
             json::Escape::Invalid => return Err((Fault::InvalidEscape, None)),
         }
     }
-    Ok(())
+    Ok(false)
 }
 
+/// FNV-1a over a key's decoded characters.
 fn key_hash(key: &JsonStr<'_>) -> u32 {
-    // FNV-1a over the decoded characters (plain ASCII is its own).
-    let step = |h: u32, c: u32| (h ^ c).wrapping_mul(0x0100_0193);
     match key.plain() {
-        Some(body) => body
-            .iter()
-            .fold(0x811c_9dc5u32, |h, &b| step(h, u32::from(b))),
+        Some(body) => plain_hash(body),
         None => key
             .chars()
-            .fold(0x811c_9dc5u32, |h, ch| step(h, u32::from(ch))),
+            .fold(0x811c_9dc5u32, |h, ch| fnv_step(h, u32::from(ch))),
     }
+}
+
+/// [`key_hash`] of a key that is ASCII without escapes, from its body.
+fn plain_hash(body: &[u8]) -> u32 {
+    body.iter()
+        .fold(0x811c_9dc5u32, |h, &b| fnv_step(h, u32::from(b)))
+}
+
+fn fnv_step(h: u32, c: u32) -> u32 {
+    (h ^ c).wrapping_mul(0x0100_0193)
 }
 
 /// Where the first duplicate key before `limit` is found (the end of the

@@ -9,7 +9,7 @@
 //! the arguments past the table are found by walking the `arguments`
 //! object.
 
-use crate::json::{JsonStr, Value};
+use crate::json::{JsonStr, Value, ValueKind};
 use crate::lexer::TokenKind;
 
 /// A stretch of the message: offset and length.
@@ -43,17 +43,60 @@ impl Span {
 }
 
 /// One recorded member: its key (a string token) and its value.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Member {
     pub(crate) key: Span,
     pub(crate) value: Span,
+    /// The value's kind.
+    kind: ValueKind,
+    /// The key is ASCII without escapes (its body is its text).
+    plain: bool,
 }
 
 impl Member {
+    const EMPTY: Member = Member {
+        key: Span { at: 0, len: 0 },
+        value: Span { at: 0, len: 0 },
+        kind: ValueKind::Null,
+        plain: false,
+    };
+
     /// The member as views of `message`, which the parser accepted.
     pub(crate) fn view<'m>(&self, message: &'m [u8]) -> Option<(JsonStr<'m>, Value<'m>)> {
         let key = JsonStr::from_token(self.key.of(message));
-        Some((key, Value::of_token_unchecked(self.value.of(message))?))
+        Some((key, self.value(message)))
+    }
+
+    /// The value, a view of `message`.
+    pub(crate) fn value<'m>(&self, message: &'m [u8]) -> Value<'m> {
+        Value::from_parts_unchecked(self.kind, self.value.of(message))
+    }
+
+    /// Whether the key reads `name`.
+    pub(crate) fn is(&self, message: &[u8], name: &str) -> bool {
+        let key = self.key.of(message);
+        if self.plain {
+            key.get(1..key.len().saturating_sub(1)) == Some(name.as_bytes())
+        } else {
+            JsonStr::from_token(key).eq_str(name)
+        }
+    }
+}
+
+/// The kind of the value whose first token is of `kind` (and starts with
+/// `first`).
+fn value_kind(kind: TokenKind, first: Option<&u8>) -> ValueKind {
+    match kind {
+        TokenKind::LeftBrace => ValueKind::Object,
+        TokenKind::LeftBracket => ValueKind::Array,
+        TokenKind::String => ValueKind::String,
+        TokenKind::Float => ValueKind::Float,
+        TokenKind::Keyword => match first {
+            Some(b't') => ValueKind::True,
+            Some(b'f') => ValueKind::False,
+            _ => ValueKind::Null,
+        },
+        _ => ValueKind::Integer,
     }
 }
 
@@ -106,12 +149,15 @@ pub(crate) struct Recorder<const ARGS: usize> {
     /// starts.
     top: Option<(Top, Span)>,
     top_value: usize,
+    top_kind: ValueKind,
     /// The object open at depth 2 is the value of `arguments`.
     in_arguments: bool,
-    /// The key of the `arguments` member being parsed, and where its
-    /// value starts.
+    /// The key of the `arguments` member being parsed (and whether it is
+    /// plain), where its value starts, and the value's kind.
     argument: Option<Span>,
+    argument_plain: bool,
     argument_value: usize,
+    argument_kind: ValueKind,
     members: [Member; ARGS],
     count: usize,
     /// Some arguments did not fit `members`.
@@ -129,13 +175,13 @@ impl<const ARGS: usize> Recorder<ARGS> {
             members_seen: 0,
             top: None,
             top_value: 0,
+            top_kind: ValueKind::Null,
             in_arguments: false,
             argument: None,
+            argument_plain: false,
             argument_value: 0,
-            members: [Member {
-                key: Span { at: 0, len: 0 },
-                value: Span { at: 0, len: 0 },
-            }; ARGS],
+            argument_kind: ValueKind::Null,
+            members: [Member::EMPTY; ARGS],
             count: 0,
             overflow: false,
         }
@@ -157,15 +203,20 @@ impl<const ARGS: usize> Recorder<ARGS> {
 
     /// A key of the object at `depth` (1 is the top level), the string
     /// token `text` at `at`.
-    pub(crate) fn key(&mut self, depth: usize, text: &[u8], at: usize) {
+    /// `plain`: the key is ASCII without escapes.
+    pub(crate) fn key(&mut self, depth: usize, text: &[u8], at: usize, plain: bool) {
         let span = Span::new(at, at.saturating_add(text.len()));
         if depth == 1 {
             let key = JsonStr::from_token(text);
-            let which = if key.eq_str("execute") {
+            let is = |name: &str| match plain {
+                true => text.get(1..text.len().saturating_sub(1)) == Some(name.as_bytes()),
+                false => key.eq_str(name),
+            };
+            let which = if is("execute") {
                 Top::Execute
-            } else if key.eq_str("arguments") {
+            } else if is("arguments") {
                 Top::Arguments
-            } else if key.eq_str("id") {
+            } else if is("id") {
                 Top::Id
             } else {
                 Top::Other
@@ -177,6 +228,7 @@ impl<const ARGS: usize> Recorder<ARGS> {
             }
         } else if depth == 2 && self.in_arguments {
             self.argument = span;
+            self.argument_plain = plain;
         }
     }
 
@@ -195,6 +247,7 @@ impl<const ARGS: usize> Recorder<ARGS> {
             0 => self.object = kind == TokenKind::LeftBrace,
             1 => {
                 self.top_value = at;
+                self.top_kind = value_kind(kind, text.get(at));
                 match self.top {
                     Some((Top::Execute, key)) if kind != TokenKind::String => {
                         self.fault_at(FaultKind::ExecuteNotString, &Self::key_str(key, text));
@@ -208,7 +261,10 @@ impl<const ARGS: usize> Recorder<ARGS> {
                     _ => {}
                 }
             }
-            2 if self.in_arguments => self.argument_value = at,
+            2 if self.in_arguments => {
+                self.argument_value = at;
+                self.argument_kind = value_kind(kind, text.get(at));
+            }
             _ => {}
         }
     }
@@ -224,7 +280,12 @@ impl<const ARGS: usize> Recorder<ARGS> {
                 let Some(value) = Span::new(self.top_value, end) else {
                     return;
                 };
-                let member = Some(Member { key, value });
+                let member = Some(Member {
+                    key,
+                    value,
+                    kind: self.top_kind,
+                    plain: false,
+                });
                 match which {
                     Top::Execute => self.execute = member,
                     Top::Arguments => {
@@ -244,7 +305,12 @@ impl<const ARGS: usize> Recorder<ARGS> {
                 };
                 match self.members.get_mut(self.count) {
                     Some(slot) => {
-                        *slot = Member { key, value };
+                        *slot = Member {
+                            key,
+                            value,
+                            kind: self.argument_kind,
+                            plain: self.argument_plain,
+                        };
                         self.count = self.count.saturating_add(1);
                     }
                     None => self.overflow = true,

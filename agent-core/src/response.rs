@@ -19,6 +19,7 @@
 //! assert_eq!(out, b"\xff{\"return\": 42}\n");
 //! ```
 
+use core::cell::Cell;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 
@@ -69,6 +70,9 @@ pub struct Reply<'r> {
     id: Option<Value<'r>>,
     delimit: bool,
     success_response: bool,
+    /// Set once the reply starts going out (the dispatcher's: a handler
+    /// that fails after that gets its line broken off, not a second reply).
+    begun: Option<&'r Cell<bool>>,
 }
 
 impl<'r> Reply<'r> {
@@ -76,19 +80,32 @@ impl<'r> Reply<'r> {
         out: &'r mut dyn Output,
         id: Option<Value<'r>>,
         success_response: bool,
+        begun: Option<&'r Cell<bool>>,
     ) -> Self {
         Reply {
             out,
             id,
             delimit: false,
             success_response,
+            begun,
         }
     }
 
     /// A reply to a request without `id`, for use outside an agent (tests,
     /// examples, adapters that answer on their own).
     pub fn detached(out: &'r mut dyn Output) -> Self {
-        Self::new(out, None, true)
+        Self::new(out, None, true, None)
+    }
+
+    /// The reply starts going out: the sentinel, if asked for.
+    fn begin(&mut self) -> Result<(), SinkError> {
+        if let Some(begun) = self.begun {
+            begun.set(true);
+        }
+        if self.delimit {
+            self.out.put(&[crate::SENTINEL])?;
+        }
+        Ok(())
     }
 
     /// Send the 0xFF sentinel before this reply (`guest-sync-delimited`).
@@ -98,10 +115,8 @@ impl<'r> Reply<'r> {
 
     /// Start a successful reply; write the value with the returned writer,
     /// then call [`ReturnWriter::finish`].
-    pub fn ok(self) -> Result<ReturnWriter<'r>, SinkError> {
-        if self.delimit {
-            self.out.put(&[crate::SENTINEL])?;
-        }
+    pub fn ok(mut self) -> Result<ReturnWriter<'r>, SinkError> {
+        self.begin()?;
         self.out.put(b"{\"return\": ")?;
         Ok(ReturnWriter {
             json: JsonWriter::new(self.out),
@@ -111,21 +126,28 @@ impl<'r> Reply<'r> {
 
     /// A successful reply without a value (`{"return": {}}`), or nothing at
     /// all if the command is registered without success response.
-    pub fn ok_empty(self) -> Result<Replied, SinkError> {
+    pub fn ok_empty(mut self) -> Result<Replied, SinkError> {
         if !self.success_response {
             return Ok(Replied { _sealed: () });
         }
-        let mut value = self.ok()?;
-        value.begin_object()?;
-        value.end_object()?;
-        value.finish()
+        if self.id.is_some() {
+            let mut value = self.ok()?;
+            value.begin_object()?;
+            value.end_object()?;
+            return value.finish();
+        }
+        self.begin()?;
+        self.out.put(b"{\"return\": {}}\n")?;
+        Ok(Replied { _sealed: () })
     }
 
     /// An error reply.
-    pub fn error(self, class: ErrorClass, desc: &dyn fmt::Display) -> Result<Replied, SinkError> {
-        if self.delimit {
-            self.out.put(&[crate::SENTINEL])?;
-        }
+    pub fn error(
+        mut self,
+        class: ErrorClass,
+        desc: &dyn fmt::Display,
+    ) -> Result<Replied, SinkError> {
+        self.begin()?;
         write_error(self.out, self.id.as_ref(), class, desc)?;
         Ok(Replied { _sealed: () })
     }
@@ -250,10 +272,14 @@ mod tests {
     fn ok_with_id_and_no_success_response() {
         let id = Value::parse(b"7").unwrap();
         let mut out = Vec::new();
-        let _ = Reply::new(&mut out, Some(id), true).ok_empty().unwrap();
+        let _ = Reply::new(&mut out, Some(id), true, None)
+            .ok_empty()
+            .unwrap();
         assert_eq!(out, b"{\"return\": {}, \"id\": 7}\n");
         let mut out = Vec::new();
-        let _ = Reply::new(&mut out, Some(id), false).ok_empty().unwrap();
+        let _ = Reply::new(&mut out, Some(id), false, None)
+            .ok_empty()
+            .unwrap();
         assert!(out.is_empty());
     }
 }

@@ -48,6 +48,12 @@ pub trait Output {
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+
+    /// Whether a write of this output has failed (the agent asks, to tell
+    /// its own output's failure from a failure of a handler's own sink).
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 impl<W: Write + ?Sized> Output for W {
@@ -96,6 +102,10 @@ impl<W: Write + ?Sized> Output for Sink<'_, W> {
             self.error = Some(e);
             SinkError
         })
+    }
+
+    fn failed(&self) -> bool {
+        self.error.is_some()
     }
 }
 
@@ -548,9 +558,16 @@ impl<const N: usize> fmt::Write for Buf<N> {
 /// Upper-case hexadecimal digits, as QEMU's `\uXXXX` escapes use them.
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
+/// `v / 10` and `v % 10`, by the machine's division on 64-bit targets.
+#[cfg(target_pointer_width = "64")]
+fn div_rem_10(v: u64) -> (u64, u8) {
+    (v / 10, (v % 10) as u8)
+}
+
 /// `v / 10` and `v % 10` with 32-bit divisions only, 16 bits at a time:
 /// 32-bit targets have no 64-bit divide, and the library routine for one
 /// costs more code than all of this.
+#[cfg(not(target_pointer_width = "64"))]
 fn div_rem_10(v: u64) -> (u64, u8) {
     let mut quotient = 0u64;
     let mut rem = 0u32;
