@@ -496,7 +496,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const ARGS: usize> Framer<B, ARGS> {
         self.token_bytes = self.token_bytes.saturating_add(token_len);
         if !self.overflowed {
             let message = self.buf.as_ref().get(..self.len).unwrap_or_default();
-            self.parser.token(kind, message, self.token_start);
+            let plain = self.lexer.was_plain_string();
+            self.parser.token(kind, message, self.token_start, plain);
         }
         let open = self.braces > 0 || self.brackets > 0;
         if open && self.braces >= 0 && self.brackets >= 0 {

@@ -110,6 +110,9 @@ pub struct Lexer {
     state: State,
     /// Bytes of the unfinished token so far.
     token_len: usize,
+    /// The string being lexed (or the last) is plain: ASCII without
+    /// escapes.
+    plain: bool,
 }
 
 impl Default for Lexer {
@@ -134,12 +137,19 @@ impl Lexer {
         Lexer {
             state: State::Start,
             token_len: 0,
+            plain: false,
         }
     }
 
     /// Forget any unfinished token or error recovery.
     pub fn reset(&mut self) {
         *self = Self::new();
+    }
+
+    /// Whether the string token just lexed is plain: ASCII without escapes,
+    /// so its body is its text (and valid).
+    pub(crate) fn was_plain_string(&self) -> bool {
+        self.plain
     }
 
     /// Whether the lexer is between tokens (not inside a token and not
@@ -180,24 +190,13 @@ impl Lexer {
                 b']' => return self.finish(1, TokenKind::RightBracket),
                 b':' => return self.finish(1, TokenKind::Colon),
                 b',' => return self.finish(1, TokenKind::Comma),
-                b'"' | b'\'' => {
-                    // Usually the whole string is here, without escapes.
-                    let after = input.get(1..).unwrap_or_default();
-                    let body = after
-                        .get(..MAX_TOKEN_BYTES.saturating_sub(2))
-                        .unwrap_or(after);
-                    let plain = crate::scan::scan_string_body(body, byte);
-                    if body.get(plain) == Some(&byte) {
-                        return self.finish(plain.saturating_add(2), TokenKind::String);
-                    }
-                    // An escape, or the input ends: on below.
-                    pos = plain.saturating_add(1);
-                    self.token_len = pos;
-                    if byte == b'"' {
-                        State::DqString
-                    } else {
-                        State::SqString
-                    }
+                b'"' => {
+                    self.plain = true;
+                    State::DqString
+                }
+                b'\'' => {
+                    self.plain = true;
+                    State::SqString
                 }
                 b'0' => State::Zero,
                 b'1'..=b'9' => State::Digits,
@@ -241,6 +240,7 @@ impl Lexer {
                     self.token_len = self.token_len.saturating_add(1);
                     match byte {
                         b'\\' => {
+                            self.plain = false;
                             self.state = if quote == b'"' {
                                 State::DqEscape
                             } else {
@@ -248,6 +248,8 @@ impl Lexer {
                             };
                         }
                         b if b == quote => return self.finish(pos, TokenKind::String),
+                        // UTF-8 is the parser's to check.
+                        0x80..=0xFD => self.plain = false,
                         _ => return self.error(pos),
                     }
                     if self.token_len > MAX_TOKEN_BYTES {

@@ -400,13 +400,14 @@ impl<const ARGS: usize> Parser<ARGS> {
     }
 
     /// The next token of the message: `kind`, at `at` of `message` (which
-    /// holds the message's bytes up to the token's end).
-    pub(crate) fn token(&mut self, kind: TokenKind, message: &[u8], at: usize) {
+    /// holds the message's bytes up to the token's end). `plain`: the lexer
+    /// saw a string without escapes or bytes beyond ASCII (valid as it is).
+    pub(crate) fn token(&mut self, kind: TokenKind, message: &[u8], at: usize, plain: bool) {
         if self.error.is_some() {
             return;
         }
         let text = message.get(at..).unwrap_or_default();
-        if let Err(located) = self.step(kind, text, message, at) {
+        if let Err(located) = self.step(kind, text, message, at, plain) {
             self.error = Some(located);
         }
     }
@@ -417,6 +418,7 @@ impl<const ARGS: usize> Parser<ARGS> {
         text: &[u8],
         message: &[u8],
         at: usize,
+        plain: bool,
     ) -> Result<(), Located> {
         let end = at.saturating_add(text.len());
         match self.expect {
@@ -451,12 +453,13 @@ impl<const ARGS: usize> Parser<ARGS> {
                         return Ok(());
                     }
                     TokenKind::String => {
-                        let plain = check_string(text).map_err(|(fault, escape)| Located {
-                            fault,
-                            at,
-                            text: escape
-                                .map_or((0, 0), |(from, len)| (at.saturating_add(from), len)),
-                        })?;
+                        let plain = plain
+                            || check_string(text).map_err(|(fault, escape)| Located {
+                                fault,
+                                at,
+                                text: escape
+                                    .map_or((0, 0), |(from, len)| (at.saturating_add(from), len)),
+                            })?;
                         if key {
                             self.keys.add(self.stack.depth, message, at, text, plain);
                             self.record.key(self.stack.depth, text, at, plain);
@@ -606,7 +609,8 @@ pub(crate) fn validate(input: &[u8]) -> Result<(), ParseError<'_>> {
             }
             Lexeme::Token(kind) => {
                 let from = start.take().unwrap_or(at);
-                parser.token(kind, input.get(..pos).unwrap_or_default(), from);
+                let plain = kind == TokenKind::String && lexer.was_plain_string();
+                parser.token(kind, input.get(..pos).unwrap_or_default(), from, plain);
             }
             // Lexically invalid text: what the parser sees of it ends here.
             Lexeme::Error | Lexeme::Oversized => {
@@ -616,7 +620,7 @@ pub(crate) fn validate(input: &[u8]) -> Result<(), ParseError<'_>> {
         }
     }
     if let (Some(kind), Some(from)) = (lexer.finish_at_end(), start) {
-        parser.token(kind, input, from);
+        parser.token(kind, input, from, false);
     }
     parser.finish(input).map(|_| ())
 }
@@ -833,14 +837,14 @@ mod tests {
                     }
                     Lexeme::Token(kind) => {
                         let from = start.take().unwrap_or(at);
-                        p.token(kind, &input[..pos], from);
+                        p.token(kind, &input[..pos], from, false);
                     }
                     Lexeme::Skipped => {}
                     _ => break,
                 }
             }
             if let (Some(kind), Some(from)) = (lexer.finish_at_end(), start) {
-                p.token(kind, input, from);
+                p.token(kind, input, from, false);
             }
             p.finish(input).map(|_| ())
         };

@@ -30,17 +30,18 @@ const fn has_control_byte(word: u64) -> bool {
 }
 
 /// Whether `word` holds a byte that ends a plain run inside a string:
-/// the quote, a backslash, a control byte, 0xFE or 0xFF.
+/// the quote, a backslash, a control byte, or a byte that is not ASCII.
 const fn has_special_byte(word: u64, quote: u8) -> bool {
     has_control_byte(word)
         || has_zero_byte(word ^ ONES.wrapping_mul(quote as u64))
         || has_zero_byte(word ^ ONES.wrapping_mul(b'\\' as u64))
-        || has_zero_byte(!(word | ONES))
+        || word & HIGHS != 0
 }
 
-/// Whether `byte` may stand in a string without ending a plain run.
+/// Whether `byte` is plain string content: ASCII, printable, neither the
+/// quote nor a backslash (the string's body is then its own text).
 pub(crate) const fn is_plain_string_byte(byte: u8, quote: u8) -> bool {
-    byte >= 0x20 && byte <= 0xFD && byte != quote && byte != b'\\'
+    byte >= 0x20 && byte < 0x80 && byte != quote && byte != b'\\'
 }
 
 /// The length of the leading run of `bytes` whose every byte `keep`
@@ -151,8 +152,9 @@ const fn zero_bytes(word: u64) -> u64 {
     word.wrapping_sub(ONES) & !word & HIGHS
 }
 
-/// Length of the leading run of `bytes` that needs no attention inside a
-/// string delimited by `quote`, scanned eight bytes at a time.
+/// Length of the leading run of `bytes` that is plain content of a string
+/// delimited by `quote` (see [`is_plain_string_byte`]), scanned eight
+/// bytes at a time.
 #[inline]
 pub(crate) fn scan_string_body(bytes: &[u8], quote: u8) -> usize {
     plain_run(
