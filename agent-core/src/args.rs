@@ -69,6 +69,7 @@ impl<'a> Path<'a> {
         len: 0,
     };
 
+    #[inline(never)]
     fn with(mut self, part: Part<'a>) -> Self {
         if let Some(slot) = self.parts.get_mut(usize::from(self.len)) {
             *slot = part;
@@ -309,6 +310,7 @@ impl<'a> Args<'a> {
         }
     }
 
+    #[inline(never)]
     fn required(&self, name: &'static str) -> Result<Value<'a>, ArgError<'a>> {
         self.value(name)
             .ok_or_else(|| ArgError::Missing(self.path(name)))

@@ -103,6 +103,7 @@ impl fmt::Display for DispatchError<'_> {
 
 /// Where the command called `name` is in `table` (most names differ from
 /// the one asked for in length, which `eq_str` compares first).
+#[inline(never)]
 fn lookup<T: Commands>(table: &[Command<T>], name: &JsonStr<'_>) -> Option<usize> {
     match name.plain() {
         Some(body) => table

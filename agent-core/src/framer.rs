@@ -474,6 +474,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const ARGS: usize> Framer<B, ARGS> {
 
     /// QEMU's `json_message_process_token` for one complete token, and the
     /// token to the parser.
+    #[inline(never)]
     fn on_token(&mut self, kind: TokenKind) -> Option<Pending> {
         let token_len = core::mem::take(&mut self.token_len);
         match kind {

@@ -689,6 +689,7 @@ fn fnv_step(h: u32, c: u32) -> u32 {
 /// Where the first duplicate key before `limit` is found (the end of the
 /// duplicate pair's value). The message's grammar is right up to `limit`,
 /// so the views read that part of it.
+#[inline(never)]
 fn first_duplicate(message: &[u8], limit: usize) -> Option<usize> {
     let text = message.get(..limit)?;
     let mut best: Option<usize> = None;
@@ -727,6 +728,7 @@ fn first_duplicate(message: &[u8], limit: usize) -> Option<usize> {
 /// is checked against itself as it fills and, in one more walk, against
 /// all earlier keys, so an object of `n` keys costs about
 /// `n / TRACKED_KEYS` walks over it.
+#[inline(never)]
 fn duplicate_in_object(object: &[u8]) -> Option<usize> {
     let members = || json::Value::of_token_unchecked(object).map(|o| o.members());
     let mut all = members()?;

@@ -119,7 +119,6 @@ pub(crate) struct Fault {
     pub(crate) kind: FaultKind,
     pub(crate) key: Span,
     bucket: u32,
-    index: u32,
 }
 
 /// Which top-level member is being parsed.
@@ -143,8 +142,6 @@ pub(crate) struct Recorder<const ARGS: usize> {
     /// is not one of the three, or one of them with a value of the wrong
     /// type): which fault, its key, and its place in that order.
     fault: Option<Fault>,
-    /// Top-level members seen so far.
-    members_seen: u32,
     /// The top-level member being parsed: which, its key, where its value
     /// starts.
     top: Option<(Top, Span)>,
@@ -172,7 +169,6 @@ impl<const ARGS: usize> Recorder<ARGS> {
             arguments: None,
             id: None,
             fault: None,
-            members_seen: 0,
             top: None,
             top_value: 0,
             top_kind: ValueKind::Null,
@@ -193,7 +189,6 @@ impl<const ARGS: usize> Recorder<ARGS> {
         self.arguments = None;
         self.id = None;
         self.fault = None;
-        self.members_seen = 0;
         self.top = None;
         self.in_arguments = false;
         self.argument = None;
@@ -222,7 +217,6 @@ impl<const ARGS: usize> Recorder<ARGS> {
                 Top::Other
             };
             self.top = span.map(|s| (which, s));
-            self.members_seen = self.members_seen.saturating_add(1);
             if which == Top::Other {
                 self.fault_at(FaultKind::Unexpected, &key);
             }
@@ -344,23 +338,20 @@ impl<const ARGS: usize> Recorder<ARGS> {
         JsonStr::from_token(span.of(message))
     }
 
-    /// Member number `members_seen` (whose key is `key`) is faulty: keep
-    /// it if it comes first in `QDict` order.
+    /// The member being parsed (whose key is `key`) is faulty: keep it if
+    /// it comes first in `QDict` order.
     fn fault_at(&mut self, kind: FaultKind, key: &JsonStr<'_>) {
         let Some((_, span)) = self.top else {
             return;
         };
         let bucket = crate::qdict::bucket_of(key);
-        let index = self.members_seen;
-        // By bucket; within one, the later member first.
-        if self.fault.is_none_or(|f| {
-            (bucket, core::cmp::Reverse(index)) < (f.bucket, core::cmp::Reverse(f.index))
-        }) {
+        // By bucket; within one, the later member first (members come in
+        // document order, so a later one of the same bucket wins).
+        if self.fault.is_none_or(|f| bucket <= f.bucket) {
             self.fault = Some(Fault {
                 kind,
                 key: span,
                 bucket,
-                index,
             });
         }
     }

@@ -154,6 +154,7 @@ impl<'w> JsonWriter<'w> {
         self.out
     }
 
+    #[inline(never)]
     fn level_bit(&self) -> u64 {
         match self.depth {
             1..=MAX_DEPTH => 1u64 << (self.depth.saturating_sub(1)),
@@ -538,6 +539,7 @@ impl<const N: usize> Buf<N> {
     pub(crate) fn bytes(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or_default()
     }
+    #[inline(never)]
     fn push(&mut self, byte: u8) {
         if let Some(slot) = self.bytes.get_mut(self.len) {
             *slot = byte;
