@@ -66,6 +66,10 @@ pub enum ParseError<'a> {
     InvalidCodepoint(&'a [u8]),
     /// "invalid UTF-8 sequence in string"
     InvalidUtf8,
+    /// "stray '`token`'": the text is not even made of tokens (a lexical
+    /// error; [`Value::parse`](crate::json::Value::parse) only: the agent
+    /// reports these as it frames a message).
+    Stray(&'a [u8]),
 }
 
 /// QEMU formats parser messages into a 1024-byte buffer; longer ones are cut.
@@ -104,6 +108,13 @@ impl fmt::Display for ParseError<'_> {
                     fmt::Write::write_char(f, ch)?;
                 }
                 " is not a valid Unicode character"
+            }
+            ParseError::Stray(token) => {
+                f.write_str("stray '")?;
+                for ch in unicode::ModUtf8Chars::new(token) {
+                    fmt::Write::write_char(f, ch)?;
+                }
+                "'"
             }
         };
         f.write_str(text)
@@ -594,7 +605,11 @@ impl<const ARGS: usize> Parser<ARGS> {
 /// and the push parser over a whole text (for [`Value::parse`](crate::json::Value::parse)
 /// and the tests; the agent's parser is fed by the framer instead).
 pub(crate) fn validate(input: &[u8]) -> Result<(), ParseError<'_>> {
-    let mut parser = Parser::<0>::new();
+    validate_with(input, Parser::<0>::new())
+}
+
+/// [`validate`] with `parser`.
+fn validate_with(input: &[u8], mut parser: Parser<0>) -> Result<(), ParseError<'_>> {
     let mut lexer = Lexer::new();
     let mut pos = 0usize;
     let mut start = None;
@@ -612,15 +627,21 @@ pub(crate) fn validate(input: &[u8]) -> Result<(), ParseError<'_>> {
                 let plain = kind == TokenKind::String && lexer.was_plain_string();
                 parser.token(kind, input.get(..pos).unwrap_or_default(), from, plain);
             }
-            // Lexically invalid text: what the parser sees of it ends here.
+            // Not tokens: a lexical error.
             Lexeme::Error | Lexeme::Oversized => {
-                let prefix = input.get(..start.unwrap_or(at)).unwrap_or_default();
-                return parser.finish(prefix).map(|_| ());
+                let token = input.get(start.unwrap_or(at)..pos).unwrap_or_default();
+                return Err(ParseError::Stray(token));
             }
         }
     }
-    if let (Some(kind), Some(from)) = (lexer.finish_at_end(), start) {
-        parser.token(kind, input, from, false);
+    match (lexer.finish_at_end(), start) {
+        // A number or keyword the end of the text ends.
+        (Some(kind), Some(from)) => parser.token(kind, input, from, false),
+        // A token the end of the text cuts (a string, `-`, `1.`).
+        (None, Some(from)) => {
+            return Err(ParseError::Stray(input.get(from..).unwrap_or_default()));
+        }
+        _ => {}
     }
     parser.finish(input).map(|_| ())
 }
@@ -823,34 +844,9 @@ mod tests {
 
     /// The verdict with duplicates found only by the fallback walk.
     fn untracked_verdict(input: &[u8]) -> Result<(), ParseError<'_>> {
-        let structural = {
-            let mut p = Parser::<0>::new();
-            p.keys.count = TRACKED_KEYS; // the table is full from the start
-            let mut lexer = Lexer::new();
-            let mut pos = 0;
-            let mut start = None;
-            while pos < input.len() {
-                let step = lexer.step(&input[pos..]);
-                let at = pos;
-                pos += step.consumed;
-                match step.lexeme {
-                    Lexeme::Partial => {
-                        start.get_or_insert(at);
-                    }
-                    Lexeme::Token(kind) => {
-                        let from = start.take().unwrap_or(at);
-                        p.token(kind, &input[..pos], from, false);
-                    }
-                    Lexeme::Skipped => {}
-                    _ => break,
-                }
-            }
-            if let (Some(kind), Some(from)) = (lexer.finish_at_end(), start) {
-                p.token(kind, input, from, false);
-            }
-            p.finish(input).map(|_| ())
-        };
-        structural
+        let mut parser = Parser::<0>::new();
+        parser.keys.count = TRACKED_KEYS; // the table is full from the start
+        validate_with(input, parser)
     }
 
     proptest::proptest! {
@@ -923,9 +919,11 @@ mod tests {
         );
         assert_eq!(err(b"nul"), "JSON parse error, invalid keyword 'nul'");
         assert_eq!(err(b"[1"), "JSON parse error, premature EOI");
-        // A leading zero and a digit are a lexical error: the parser sees
-        // the text before it.
-        assert_eq!(err(b"[01]"), "JSON parse error, premature EOI");
+        // A leading zero and a digit are a lexical error.
+        assert_eq!(err(b"[01]"), "JSON parse error, stray '01'");
+        assert_eq!(err(b"\"{\"\x01"), "JSON parse error, stray '\u{1}'");
+        assert_eq!(err(b"\"{\"-"), "JSON parse error, stray '-'");
+        assert_eq!(err(b"[\"ab"), "JSON parse error, stray '\"ab'");
     }
 
     #[test]
