@@ -291,6 +291,7 @@ pub fn base64(data: &[u8]) -> String {
 
 pub mod baremetal;
 pub mod conformance;
+pub mod debian_guest;
 pub mod linux_guest;
 
 /// Debian's qemu-ga (package `qemu-guest-agent`), the reference peer.
