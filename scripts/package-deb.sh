@@ -10,7 +10,6 @@
 #   /lib/systemd/system/guest-agent.service   packaging/guest-agent.service
 #   /lib/systemd/system/qemu-guest-agent.service -> guest-agent.service (an alias)
 #   /lib/udev/rules.d/60-guest-agent.rules    packaging/60-guest-agent.rules
-#   /usr/lib/modules-load.d/guest-agent.conf  packaging/modules-load.conf (virtio_console)
 #   /usr/share/man/man8/guest-agent.8.gz      from agent_linux::options, as --help
 #   /usr/share/man/man8/qemu-ga.8.gz -> guest-agent.8.gz
 #   /usr/share/doc/guest-agent/copyright
@@ -37,13 +36,12 @@ bin=${CARGO_TARGET_DIR:-target}/$target/release/guest-agent
 
 rm -rf "$root"
 install -d "$root/DEBIAN" "$root/usr/sbin" "$root/lib/systemd/system" "$root/lib/udev/rules.d" \
-  "$root/usr/lib/modules-load.d" "$root/usr/share/man/man8" "$root/usr/share/doc/guest-agent"
+  "$root/usr/share/man/man8" "$root/usr/share/doc/guest-agent"
 install -m 0755 "$bin" "$root/usr/sbin/guest-agent"
 ln -s guest-agent "$root/usr/sbin/qemu-ga"
 install -m 0644 packaging/guest-agent.service "$root/lib/systemd/system/guest-agent.service"
 ln -s guest-agent.service "$root/lib/systemd/system/qemu-guest-agent.service"
 install -m 0644 packaging/60-guest-agent.rules "$root/lib/udev/rules.d/60-guest-agent.rules"
-install -m 0644 packaging/modules-load.conf "$root/usr/lib/modules-load.d/guest-agent.conf"
 cargo run -q -p agent-linux --example man_page | gzip -9n >"$root/usr/share/man/man8/guest-agent.8.gz"
 chmod 0644 "$root/usr/share/man/man8/guest-agent.8.gz"
 ln -s guest-agent.8.gz "$root/usr/share/man/man8/qemu-ga.8.gz"
