@@ -25,7 +25,9 @@
 # Both images also hold the tests' control channel: e2e-control.service,
 # which udev starts when the virtio-serial port org.e2e.control appears,
 # runs each line "TAG COMMAND" it reads there with sh and answers with
-# "TAG: <output line>" lines and "TAG-end <exit status>".
+# "TAG: <output line>" lines and "TAG-end <exit status>"; and
+# e2e-slow-sysinit.service, which delays sysinit.target when the kernel
+# command line asks for it.
 #
 # Runs as root (debootstrap, chroot). If OUT exists, there is nothing to
 # do: images are built in OUT.tmp and renamed, so OUT is always complete.
@@ -103,6 +105,23 @@ EOF
 cat >"$root/etc/udev/rules.d/70-e2e-control.rules" <<'EOF'
 SUBSYSTEM=="virtio-ports", ATTR{name}=="org.e2e.control", TAG+="systemd", ENV{SYSTEMD_WANTS}="e2e-control.service"
 EOF
+# A slow early-boot unit, as cloud-init waiting for a DHCP lease or a slow
+# file system check would be: with e2e.slow_sysinit=SECONDS on the kernel
+# command line it holds sysinit.target (and so basic.target, which units
+# with default dependencies wait for) for that long.
+cat >"$root/etc/systemd/system/e2e-slow-sysinit.service" <<'EOF'
+[Unit]
+Description=deploy tests' slow early-boot unit
+DefaultDependencies=no
+ConditionKernelCommandLine=e2e.slow_sysinit
+Before=sysinit.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'for a in $$(cat /proc/cmdline); do case $$a in e2e.slow_sysinit=*) exec sleep "$${a#*=}";; esac; done'
+EOF
+mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
+ln -s ../e2e-slow-sysinit.service "$root/etc/systemd/system/sysinit.target.wants/"
 # First-boot work (ldconfig, the hwdb, the journal catalogue) is done:
 # without these stamps the first boot would redo it (ConditionNeedsUpdate),
 # and the first boot is the one that measures qemu-guest-agent.

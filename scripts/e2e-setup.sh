@@ -4,6 +4,9 @@
 #   - QEMU (x86_64 and riscv64 system emulators, firmware), Debian's
 #     qemu-guest-agent (the reference peer), busybox-static and cpio for
 #     the test initramfs; iproute2 (`ip netns`, for many_interfaces.rs);
+#   - debootstrap and e2fsprogs (the Debian guest images of deploy_e2e.rs,
+#     made with mkfs.ext4 -d; debugfs for fsfreeze_e2e.rs), groff-base
+#     (deploy_e2e.rs checks the package's man page);
 #   - Debian's kernel, unpacked (not installed) into target/e2e/kernel:
 #     the linux-image package's files, ~70 MB, no update-initramfs;
 #   - the rustup targets for the static agent and the bare-metal guest.
@@ -18,6 +21,9 @@ command -v qemu-ga >/dev/null || [ -x /usr/sbin/qemu-ga ] || need+=(qemu-guest-a
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || need+=(e2fsprogs)
+command -v groff >/dev/null || need+=(groff-base)
 if [ ${#need[@]} -gt 0 ]; then
   echo "e2e-setup: installing ${need[*]}"
   log=$(mktemp)

@@ -317,39 +317,34 @@ pub struct Output {
     pub text: String,
 }
 
-/// The control channel: lines `TAG COMMAND` out, `TAG: LINE` and
-/// `TAG-end STATUS` back (see `scripts/debian-image.sh`).
-struct Control {
+/// Lines from a QEMU socket, each read awaited until a deadline.
+struct Lines {
     stream: UnixStream,
     pending: Vec<u8>,
-    runs: u64,
 }
 
-impl Control {
-    /// Run `command`; `None` if it does not finish within `timeout` or
-    /// QEMU closes the socket.
-    fn run(&mut self, command: &str, timeout: Duration) -> Option<Output> {
-        assert!(!command.contains('\n'), "one line: {command:?}");
-        self.runs += 1;
-        let tag = format!("c{}", self.runs);
+impl Lines {
+    fn new(stream: UnixStream) -> Lines {
+        Lines {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
         self.stream
-            .write_all(format!("{tag} {command}\n").as_bytes())
-            .expect("write to the control port");
-        let deadline = Instant::now() + timeout;
-        let prefix = format!("{tag}: ");
-        let end = format!("{tag}-end ");
-        let mut text = String::new();
+            .write_all(bytes)
+            .expect("write to a QEMU socket");
+    }
+
+    /// The next line without its newline; `None` at `deadline` or when
+    /// QEMU closes the socket (it exited).
+    fn next(&mut self, deadline: Instant) -> Option<Vec<u8>> {
         loop {
-            while let Some(at) = self.pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=at).collect();
-                let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-                if let Some(rest) = line.strip_prefix(&prefix) {
-                    text.push_str(rest);
-                    text.push('\n');
-                } else if let Some(status) = line.strip_prefix(&end) {
-                    let status = status.trim().parse().expect("an exit status");
-                    return Some(Output { status, text });
-                }
+            if let Some(at) = self.pending.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=at).collect();
+                line.pop();
+                return Some(line);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -360,12 +355,44 @@ impl Control {
                 .expect("set timeout");
             let mut buf = [0u8; 4096];
             match self.stream.read(&mut buf) {
-                // QEMU exited (or the guest powered off).
                 Ok(0) => return None,
                 Ok(n) => self.pending.extend_from_slice(&buf[..n]),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => panic!("read the control port: {e}"),
+                Err(e) => panic!("read a QEMU socket: {e}"),
+            }
+        }
+    }
+}
+
+/// The control channel: lines `TAG COMMAND` out, `TAG: LINE` and
+/// `TAG-end STATUS` back (see `scripts/debian-image.sh`).
+struct Control {
+    lines: Lines,
+    runs: u64,
+}
+
+impl Control {
+    /// Run `command`; `None` if it does not finish within `timeout` or
+    /// QEMU closes the socket.
+    fn run(&mut self, command: &str, timeout: Duration) -> Option<Output> {
+        assert!(!command.contains('\n'), "one line: {command:?}");
+        self.runs += 1;
+        let tag = format!("c{}", self.runs);
+        self.lines.send(format!("{tag} {command}\n").as_bytes());
+        let deadline = Instant::now() + timeout;
+        let prefix = format!("{tag}: ");
+        let end = format!("{tag}-end ");
+        let mut text = String::new();
+        loop {
+            let line = self.lines.next(deadline)?;
+            let line = String::from_utf8_lossy(&line);
+            if let Some(rest) = line.strip_prefix(&prefix) {
+                text.push_str(rest);
+                text.push('\n');
+            } else if let Some(status) = line.strip_prefix(&end) {
+                let status = status.trim().parse().expect("an exit status");
+                return Some(Output { status, text });
             }
         }
     }
@@ -374,8 +401,7 @@ impl Control {
 /// A QMP connection (capabilities negotiated); events are kept until
 /// waited for.
 struct Qmp {
-    stream: UnixStream,
-    pending: Vec<u8>,
+    lines: Lines,
     events: Vec<Value>,
 }
 
@@ -395,8 +421,7 @@ impl Qmp {
             }
         };
         let mut qmp = Qmp {
-            stream,
-            pending: Vec::new(),
+            lines: Lines::new(stream),
             events: Vec::new(),
         };
         let greeting = qmp.next_message(deadline).expect("QMP greeting");
@@ -407,27 +432,8 @@ impl Qmp {
     }
 
     fn next_message(&mut self, deadline: Instant) -> Option<Value> {
-        loop {
-            if let Some(at) = self.pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=at).collect();
-                return Some(serde_json::from_slice(&line).expect("QMP sends JSON"));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            self.stream
-                .set_read_timeout(Some(left))
-                .expect("set timeout");
-            let mut buf = [0u8; 4096];
-            match self.stream.read(&mut buf) {
-                Ok(0) => panic!("QEMU closed QMP"),
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => panic!("read QMP: {e}"),
-            }
-        }
+        let line = self.lines.next(deadline)?;
+        Some(serde_json::from_slice(&line).expect("QMP sends JSON"))
     }
 
     fn execute(
@@ -442,7 +448,7 @@ impl Qmp {
         }
         let mut line = serde_json::to_vec(&request).expect("JSON");
         line.push(b'\n');
-        self.stream.write_all(&line).expect("write QMP");
+        self.lines.send(&line);
         loop {
             let message = self
                 .next_message(deadline)
@@ -511,6 +517,13 @@ impl DebianGuest {
     /// Boot `disk` (root file system, read-write) with the Debian package
     /// on a second, read-only disk (serial `e2e-pkg`).
     pub fn boot(disk: &Path, name: &str) -> DebianGuest {
+        DebianGuest::boot_with(disk, name, "")
+    }
+
+    /// [`DebianGuest::boot`] with `append` added to the kernel command
+    /// line (`e2e.slow_sysinit=SECONDS` holds `sysinit.target` that long:
+    /// `scripts/debian-image.sh`).
+    pub fn boot_with(disk: &Path, name: &str, append: &str) -> DebianGuest {
         let assets = assets();
         let dir = disk.parent().expect("a directory").join(name);
         let _ = fs::remove_dir_all(&dir);
@@ -566,7 +579,8 @@ impl DebianGuest {
             .arg(&assets.vmlinuz)
             .arg("-initrd")
             .arg(initramfs())
-            .args(["-append", "console=ttyS0 root=/dev/vda ro panic=-1"])
+            .arg("-append")
+            .arg(format!("console=ttyS0 root=/dev/vda ro panic=-1 {append}"))
             .arg("-drive")
             .arg(drive_root)
             .args(["-device", "virtio-blk-pci,drive=root"])
@@ -652,8 +666,7 @@ impl DebianGuest {
             let path = self.control_socket.clone();
             let stream = self.connect_socket(&path, timeout);
             self.control = Some(Control {
-                stream,
-                pending: Vec::new(),
+                lines: Lines::new(stream),
                 runs: 0,
             });
         }
