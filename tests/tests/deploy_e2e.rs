@@ -256,8 +256,7 @@ fn install_hotplug_restart_remove() {
         "/usr/sbin/guest-agent"
     );
     let mut conn = synced(&mut guest, 100, ANSWER_TIMEOUT);
-    let info: Value = serde_json::from_str(&conn.call_ok("guest-info", None)).unwrap();
-    assert_eq!(info["version"], "10.2.0");
+    assert_eq!(conn.call_ok("guest-ping", None), "{}");
 
     // The compatibility names.
     assert_eq!(
