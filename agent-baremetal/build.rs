@@ -1,5 +1,6 @@
-//! Links the `virt-guest` binary with `virt.ld` — only that binary, and only
-//! when building for bare-metal riscv64; host builds are untouched.
+//! Links the `virt-guest` binary with `virt.ld` and defmt's `defmt.x` — only
+//! that binary, and only when building for bare-metal riscv64; host builds
+//! are untouched.
 
 fn main() {
     println!("cargo:rerun-if-changed=virt.ld");
@@ -9,5 +10,6 @@ fn main() {
     if arch == "riscv64" && os == "none" {
         let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
         println!("cargo:rustc-link-arg-bin=virt-guest=-T{dir}/virt.ld");
+        println!("cargo:rustc-link-arg-bin=virt-guest=-Tdefmt.x");
     }
 }

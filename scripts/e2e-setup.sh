@@ -4,6 +4,9 @@
 #   - QEMU (x86_64 and riscv64 system emulators, firmware), Debian's
 #     qemu-guest-agent (the reference peer), busybox-static and cpio for
 #     the test initramfs; iproute2 (`ip netns`, for many_interfaces.rs);
+#   - libvirt's daemon, QEMU driver and virsh (libvirt_e2e.rs starts a
+#     private libvirtd of its own in a mount namespace: no system service,
+#     no user or configuration changes here);
 #   - debootstrap and e2fsprogs (the Debian guest images of deploy_e2e.rs,
 #     made with mkfs.ext4 -d; debugfs for fsfreeze_e2e.rs), groff-base
 #     (deploy_e2e.rs checks the package's man page);
@@ -21,6 +24,9 @@ command -v qemu-ga >/dev/null || [ -x /usr/sbin/qemu-ga ] || need+=(qemu-guest-a
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
+[ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon)
+[ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] || need+=(libvirt-daemon-driver-qemu)
+command -v virsh >/dev/null || need+=(libvirt-clients)
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || need+=(e2fsprogs)
 command -v groff >/dev/null || need+=(groff-base)

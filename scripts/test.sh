@@ -9,6 +9,8 @@
 #     (with and without defmt): proves no_std and no alloc,
 #   - the footprint of the agent on both targets, and its deepest stack
 #     (printed),
+#   - clippy for agent-baremetal's guest on riscv64, and the bare-metal
+#     guests' idle CPU and guest-ping round trip (printed, not asserted),
 #   - all tests of the workspace: unit, property, corpus, doc and
 #     integration tests; agent-core's again without its `speed` feature.
 set -euo pipefail
@@ -42,6 +44,9 @@ for t in "${targets[@]}"; do
   cargo build -q -p agent-baremetal --example footprint --target "$t" --profile min-size
 done
 
+echo "== agent-baremetal for riscv64: library, guest image (feature defmt), examples"
+cargo clippy -q -p agent-baremetal --features defmt --lib --bins --examples --target riscv64gc-unknown-none-elf -- -D warnings
+
 echo "== footprint: the whole agent with core commands (opt-level z, LTO)"
 files=()
 for t in "${targets[@]}"; do files+=("target/$t/min-size/examples/footprint"); done
@@ -54,6 +59,10 @@ bash scripts/binary_sizes.sh
 # Each target 15 s in each configuration (default, speed): 2 min in all.
 echo "== fuzz smoke run (scripts/fuzz.sh; longer campaigns: bash scripts/fuzz.sh 900)"
 bash scripts/fuzz.sh "${QGA_FUZZ_SECONDS:-15}"
+
+echo "== bare-metal guests: QEMU's CPU while idle, guest-ping round trip (polled vs interrupts; printed)"
+cargo test -q -p tests --test baremetal_e2e -- --ignored --nocapture idle_cpu_and_round_trip 2>&1 \
+  | grep -v -E '^running [0-9]+ tests?$|^test result:|^\.?$'
 
 echo "== tests"
 log=$(mktemp)

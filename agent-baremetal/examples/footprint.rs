@@ -44,6 +44,7 @@ fn run() {
 
 #[cfg(target_os = "none")]
 #[panic_handler]
+#[allow(clippy::empty_loop)] // nothing to do but stop: no OS to sleep with
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     loop {}
 }
@@ -51,6 +52,7 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 /// Entry point for the linker.
 #[cfg(target_os = "none")]
 #[no_mangle]
+#[allow(clippy::empty_loop)] // nothing to do but stop: no OS to sleep with
 pub extern "C" fn _start() -> ! {
     run();
     loop {}

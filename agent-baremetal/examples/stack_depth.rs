@@ -164,6 +164,7 @@ fn main() {
 
 #[cfg(target_os = "none")]
 #[panic_handler]
+#[allow(clippy::empty_loop)] // nothing to do but stop: no OS to sleep with
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     loop {}
 }

@@ -21,7 +21,38 @@
 //! Without MULTIPORT (an old device or `max_nr_ports` = 1) there is only
 //! port 0, nameless, always connected, no events.
 //!
-//! No interrupts: everything is polled. Only one port is open at a time.
+//! Only one port is open at a time.
+//!
+//! ## Waiting
+//!
+//! The driver never needs a timer and takes no interrupt itself: the
+//! caller routes the device's interrupt (a PLIC line on riscv64 `virt`,
+//! an IOAPIC pin or MSI-X vector on x86) to wherever it sleeps, and uses
+//! three calls to sleep without losing a wake-up:
+//!
+//! 1. [`Port::ack_interrupt`] (or [`VirtioConsole::ack_interrupt`])
+//!    acknowledges the device's interrupt status, so anything the device
+//!    does afterwards raises the line again;
+//! 2. then the caller does its work (events, reads);
+//! 3. [`Port::has_work`] says whether anything arrived meanwhile; if not,
+//!    the caller sleeps until the next interrupt (`wfi`, `hlt`).
+//!
+//! Where the driver itself must block — a transmit slot the device has
+//! not returned (QEMU holds output back while a connected client does
+//! not read), or [`Read::read`](embedded_io::Read::read) with nothing to
+//! read — it acknowledges, checks, and calls the port's [`Wait`]
+//! (given to [`VirtioConsole::open_with`]; [`Spin`] by default). The
+//! transmit queues ask the device for no completion interrupts except
+//! while the driver waits for one.
+//!
+//! ## Memory
+//!
+//! Every buffer the device sees lives in pages from [`Hal::dma_alloc`]:
+//! the queues, the control receive slots, and per open port a receive
+//! page and a transmit page of [`TX_SLOTS`] slots of [`TX_BUFFER_LEN`]
+//! bytes (see [`tx`](crate::tx) for which slots the driver may write).
+//! The console value itself holds no buffer the device uses, so it can
+//! be moved freely.
 
 use core::fmt;
 use core::hint::spin_loop;
@@ -29,12 +60,13 @@ use core::hint::spin_loop;
 use bitflags::bitflags;
 use heapless::Deque;
 use virtio_drivers::queue::VirtQueue;
-use virtio_drivers::transport::{DeviceType, Transport};
-use virtio_drivers::{BufferDirection, Hal};
+use virtio_drivers::transport::{DeviceType, InterruptStatus, Transport};
+use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE};
 
 use crate::control::{ControlEvent, ControlMessage, HEADER_LEN};
 use crate::dma::DmaPage;
 use crate::ports::{Effect, PortState, PortTable};
+use crate::tx::TxSlots;
 
 /// Queue index of the control receive queue (device → driver).
 const CONTROL_RX: u16 = 2;
@@ -45,16 +77,16 @@ const CONTROL_TX: u16 = 3;
 const CONTROL_SLOTS: usize = 32;
 /// Descriptors per receive queue.
 const DATA_QUEUE_SIZE: usize = 4;
-/// Descriptors per transmit queue. Large because QEMU can keep a transmit
-/// buffer for good: when a host client leaves while QEMU holds that
-/// port's output back (the client was not reading), QEMU detaches the
-/// buffer instead of returning it, and its descriptor is lost to the
-/// driver (see [`Port::lost_tx_buffers`]).
-const TX_QUEUE_SIZE: usize = 64;
+/// Transmit slots per open port, in one DMA page.
+pub const TX_SLOTS: usize = 4;
+/// Descriptors per transmit queue: one per slot (each slot is lent as one
+/// buffer).
+const TX_QUEUE_SIZE: usize = TX_SLOTS;
 /// Receive buffers per open port (each `PAGE_SIZE / RX_SLOTS` bytes).
 const RX_SLOTS: usize = 2;
-/// Bytes buffered by [`Port`]'s `write` before they are sent.
-pub const TX_BUFFER_LEN: usize = 1024;
+/// Bytes per transmit slot: what [`Port`]'s `write` buffers before it
+/// sends a slot.
+pub const TX_BUFFER_LEN: usize = PAGE_SIZE / TX_SLOTS;
 /// Host events kept for [`Port::poll_event`] before older ones are
 /// folded.
 const EVENT_CAPACITY: usize = 8;
@@ -98,6 +130,12 @@ pub enum ConsoleError {
     AlreadyOpen(u32),
     /// `virtio-drivers` failed (queue setup, DMA, a misbehaving device).
     Virtio(virtio_drivers::Error),
+    /// Every transmit slot is held by the device for good: host clients
+    /// left while the device held output back, and the device never
+    /// returned it (QEMU 7.2 returns such output to the next client,
+    /// newer QEMU never does). Only a device reset (dropping the console
+    /// and creating it anew) frees them.
+    TransmitSlotsLost,
 }
 
 impl From<virtio_drivers::Error> for ConsoleError {
@@ -113,6 +151,9 @@ impl fmt::Display for ConsoleError {
             ConsoleError::NoSuchPort(id) => write!(f, "no virtio console port {id}"),
             ConsoleError::AlreadyOpen(id) => write!(f, "virtio console port {id} is open"),
             ConsoleError::Virtio(e) => write!(f, "virtio: {e}"),
+            ConsoleError::TransmitSlotsLost => {
+                f.write_str("every transmit slot is held by the device for good")
+            }
         }
     }
 }
@@ -127,12 +168,46 @@ impl embedded_io::Error for ConsoleError {
             }
             ConsoleError::AlreadyOpen(_) => embedded_io::ErrorKind::AddrInUse,
             ConsoleError::Virtio(_) => embedded_io::ErrorKind::Other,
+            ConsoleError::TransmitSlotsLost => embedded_io::ErrorKind::OutOfMemory,
         }
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for ConsoleError {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "{}", defmt::Display2Format(self));
+    }
+}
+
+/// How the driver waits where it must block (see the module docs): it has
+/// acknowledged the device's interrupt and found nothing to do, so
+/// sleeping until the next interrupt loses nothing. Returning early is
+/// harmless; the driver checks again and calls `wait` again.
+pub trait Wait {
+    /// Sleep until an interrupt (or return at once to busy-wait).
+    fn wait(&mut self);
+}
+
+/// Busy waiting: [`Wait`] for a caller without interrupts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Spin;
+
+impl Wait for Spin {
+    fn wait(&mut self) {
+        spin_loop();
+    }
+}
+
+impl<F: FnMut()> Wait for F {
+    fn wait(&mut self) {
+        self();
     }
 }
 
 /// A change on the open port's host side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum PortEvent {
     /// A host client opened the port.
     HostConnected,
@@ -168,6 +243,10 @@ struct Rx<H: Hal> {
     filled: [usize; RX_SLOTS],
     /// The oldest slot: the next to read from.
     head: usize,
+    /// Bytes received from the device so far (popped slots).
+    received_total: u64,
+    /// Bytes read out by the caller so far.
+    read_total: u64,
     /// Read position in the head slot.
     cursor: usize,
 }
@@ -176,14 +255,13 @@ struct Rx<H: Hal> {
 struct Open<H: Hal> {
     id: u32,
     rx: Rx<H>,
-    tx_buf: [u8; TX_BUFFER_LEN],
-    tx_len: usize,
-    events: Deque<PortEvent, EVENT_CAPACITY>,
-    /// Transmit buffers given up on while the host was gone: token and
-    /// length, in case the device returns them after all.
-    abandoned: heapless::Vec<(u16, usize), TX_QUEUE_SIZE>,
-    /// Transmit buffers given up on, in total.
-    lost: usize,
+    /// The transmit slots' memory: it never moves and is never freed
+    /// while the device may hold a slot.
+    tx_page: DmaPage<H, TX_SLOTS>,
+    tx: TxSlots<TX_SLOTS>,
+    /// Host events, each with the receive position it follows: the
+    /// bytes received from the device before the event was seen.
+    events: Deque<(PortEvent, u64), EVENT_CAPACITY>,
 }
 
 /// A virtio console with up to `PORTS` ports (ids `0..PORTS`; a device
@@ -222,15 +300,22 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
             .min(PORTS);
         let mut queues = [const { None }; PORTS];
         for (id, slot) in (0u32..).zip(queues.iter_mut().take(ports)) {
+            let mut tx = VirtQueue::new(&mut transport, tx_queue(id), false, false)?;
+            // Completions are reaped when the driver next writes; it asks
+            // for their interrupts only while it waits for one.
+            tx.set_dev_notify(false);
             *slot = Some(Queues {
                 rx: VirtQueue::new(&mut transport, rx_queue(id), false, false)?,
-                tx: VirtQueue::new(&mut transport, tx_queue(id), false, false)?,
+                tx,
             });
         }
         let control = if multiport {
+            let mut tx = VirtQueue::new(&mut transport, CONTROL_TX, false, false)?;
+            // Control messages are sent and awaited at once.
+            tx.set_dev_notify(false);
             Some(Control {
                 rx: VirtQueue::new(&mut transport, CONTROL_RX, false, false)?,
-                tx: VirtQueue::new(&mut transport, CONTROL_TX, false, false)?,
+                tx,
                 rx_page: DmaPage::new(BufferDirection::DeviceToDriver)?,
                 rx_tokens: [None; CONTROL_SLOTS],
                 outbox: Deque::new(),
@@ -263,6 +348,34 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
         Ok(console)
     }
 
+    /// Read and acknowledge the device's interrupt status: call it before
+    /// looking for work, so that whatever the device does afterwards
+    /// raises its interrupt again (see the module docs).
+    pub fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.transport.ack_interrupt()
+    }
+
+    /// Whether the device has given the driver something to process: a
+    /// control message, an answer still to send, or (with a port open)
+    /// received data or a host event. Cheap: reads the rings in memory,
+    /// no device register.
+    pub fn has_work(&self) -> bool {
+        let control = self
+            .control
+            .as_ref()
+            .is_some_and(|c| c.rx.can_pop() || !c.outbox.is_empty());
+        let port = self.open.as_ref().is_some_and(|open| {
+            !open.events.is_empty()
+                || open.rx.has_data()
+                || self
+                    .queues
+                    .get(open.id as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|q| q.rx.can_pop())
+        });
+        control || port
+    }
+
     /// Whether MULTIPORT was negotiated (else only port 0 exists).
     pub fn is_multiport(&self) -> bool {
         self.control.is_some()
@@ -272,6 +385,9 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
     /// update the port table and queue host events for the open port.
     pub fn poll(&mut self) -> Result<(), ConsoleError> {
         loop {
+            // Take in received data first, so that host events seen below
+            // come after it (see `Open::push_event`).
+            self.receive_data()?;
             let Some(control) = self.control.as_mut() else {
                 return Ok(());
             };
@@ -327,9 +443,20 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
     }
 
     /// Open port `id` for the guest (PORT_OPEN to the device) and return
-    /// it. Only one port can be opened: its receive buffers stay with the
-    /// device from then on. Opening it again returns the same port.
+    /// it, busy-waiting where it must block ([`Spin`]). Only one port can
+    /// be opened: its receive buffers stay with the device from then on.
+    /// Opening it again returns the same port.
     pub fn open(&mut self, id: u32) -> Result<Port<'_, H, T, PORTS>, ConsoleError> {
+        self.open_with(id, Spin)
+    }
+
+    /// [`open`](Self::open) port `id`, waiting with `wait` where the port
+    /// must block (see the module docs).
+    pub fn open_with<W: Wait>(
+        &mut self,
+        id: u32,
+        wait: W,
+    ) -> Result<Port<'_, H, T, PORTS, W>, ConsoleError> {
         let usable =
             self.table.get(id).is_some_and(PortState::is_present) && self.queue_pair(id).is_some();
         if !usable {
@@ -347,12 +474,12 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
                     filled: [0; RX_SLOTS],
                     head: 0,
                     cursor: 0,
+                    received_total: 0,
+                    read_total: 0,
                 },
-                tx_buf: [0; TX_BUFFER_LEN],
-                tx_len: 0,
+                tx_page: DmaPage::new(BufferDirection::DriverToDevice)?,
+                tx: TxSlots::new(),
                 events: Deque::new(),
-                abandoned: heapless::Vec::new(),
-                lost: 0,
             };
             if let Some(queues) = self.queues.get_mut(id as usize).and_then(Option::as_mut) {
                 for slot in 0..RX_SLOTS {
@@ -376,13 +503,19 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
                 self.poll()?;
             }
         }
-        Ok(Port { console: self })
+        Ok(Port {
+            console: self,
+            wait,
+        })
     }
 
-    /// The open port, if any.
+    /// The open port, if any (busy-waiting where it must block).
     pub fn port(&mut self) -> Option<Port<'_, H, T, PORTS>> {
         self.open.as_ref()?;
-        Some(Port { console: self })
+        Some(Port {
+            console: self,
+            wait: Spin,
+        })
     }
 
     fn queue_pair(&mut self, id: u32) -> Option<&mut Queues<H>> {
@@ -445,84 +578,170 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
         Ok(())
     }
 
-    /// Send the open port's buffered output and wait until the device has
-    /// taken it — or until the host side is gone and the device kept it.
+    /// Lend the filling transmit slot to the device; its token, or `None`
+    /// if nothing was buffered.
     ///
     /// Output is sent whatever the port table says: the device knows the
     /// host side's state first (QEMU can deliver a new client's data
     /// before its PORT_OPEN) and discards output while no client is there.
-    fn flush_tx(&mut self) -> Result<(), ConsoleError> {
+    fn send_filling(&mut self) -> Result<Option<u16>, ConsoleError> {
         let Some(open) = self.open.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         let id = open.id;
-        let len = core::mem::take(&mut open.tx_len);
-        if len == 0 {
-            return Ok(());
-        }
-        let Some(queues) = self.queues.get_mut(id as usize).and_then(Option::as_mut) else {
-            return Ok(());
+        let Some((slot, len)) = open.tx.take_full() else {
+            return Ok(None);
         };
-        let data = open.tx_buf.get(..len).unwrap_or(&[]);
-        // SAFETY: `data` lives in `open`, which stays in place until this
-        // function returns — when the device has returned it, or when the
-        // host side is gone and QEMU has detached it (a device that still
-        // read it later would only send stale bytes: it never writes it).
-        let token = unsafe { queues.tx.add(&[data], &mut []) }?;
-        if queues.tx.should_notify() {
-            self.transport.notify(tx_queue(id));
-        }
-        let mut polled_since_add = false;
-        loop {
-            if self.reap_tx(token, len)? {
-                return Ok(());
-            }
-            if polled_since_add && !self.host_connected(id) {
-                // QEMU returns output at once while no client is connected
-                // and returns held-back output when the client leaves (its
-                // PORT_OPEN 0 comes after); a buffer still out now was
-                // detached.
-                if let Some(open) = self.open.as_mut() {
-                    open.lost = open.lost.saturating_add(1);
-                    let _ = open.abandoned.push((token, len));
+        let Some(queues) = self.queues.get_mut(id as usize).and_then(Option::as_mut) else {
+            open.tx.unsent(slot);
+            return Ok(None);
+        };
+        // SAFETY: `take_full` names the filling slot, which is not lent.
+        let buf = unsafe { open.tx_page.slot(slot) };
+        let data = buf.get(..len).unwrap_or(&[]);
+        // SAFETY: the slot lies in `tx_page`, a DMA page that stays in
+        // place until the console is dropped, and the queue is unset
+        // before that. `lent` below marks it as the device's: `TxSlots`
+        // hands out no write access to it until its token is popped.
+        match unsafe { queues.tx.add(&[data], &mut []) } {
+            Ok(token) => {
+                open.tx.lent(slot, token);
+                if queues.tx.should_notify() {
+                    self.transport.notify(tx_queue(id));
                 }
-                return Ok(());
+                Ok(Some(token))
             }
-            self.poll()?;
-            polled_since_add = true;
-            spin_loop();
+            Err(e) => {
+                open.tx.unsent(slot);
+                Err(e.into())
+            }
         }
     }
 
-    /// Pop returned transmit buffers; whether `token`'s (of `len` bytes)
-    /// is among them.
-    fn reap_tx(&mut self, token: u16, len: usize) -> Result<bool, ConsoleError> {
+    /// Send the open port's buffered output and wait until the device has
+    /// taken it — or until the host side is gone and the device kept it
+    /// (the slot is then abandoned: never written again unless the device
+    /// returns it).
+    fn flush_tx<W: Wait>(&mut self, wait: &mut W) -> Result<(), ConsoleError> {
+        let Some(token) = self.send_filling()? else {
+            return Ok(());
+        };
+        self.await_tx(wait, |tx| !tx.is_outstanding(token))
+    }
+
+    /// Wait until `done` holds for the transmit slots (checked after each
+    /// reap), or until the host side is gone: then every outstanding slot
+    /// is abandoned.
+    fn await_tx<W: Wait>(
+        &mut self,
+        wait: &mut W,
+        done: impl Fn(&TxSlots<TX_SLOTS>) -> bool,
+    ) -> Result<(), ConsoleError> {
+        let Some(id) = self.open.as_ref().map(|o| o.id) else {
+            return Ok(());
+        };
+        let mut polled = false;
+        loop {
+            self.reap_tx()?;
+            if self.open.as_ref().is_none_or(|o| done(&o.tx)) {
+                return Ok(());
+            }
+            if polled && !self.host_connected(id) {
+                // QEMU returns output at once while no client is connected
+                // and returns held-back output when the client leaves (its
+                // PORT_OPEN 0 comes after); a slot still out now was kept.
+                if let Some(open) = self.open.as_mut() {
+                    open.tx.host_gone();
+                }
+                return Ok(());
+            }
+            if polled {
+                self.sleep_for_tx(id, wait)?;
+            }
+            self.poll()?;
+            polled = true;
+        }
+    }
+
+    /// Sleep until the device returns a transmit slot or sends a control
+    /// message: ask for transmit interrupts, acknowledge, check, wait.
+    fn sleep_for_tx<W: Wait>(&mut self, id: u32, wait: &mut W) -> Result<(), ConsoleError> {
+        let Some(queues) = self.queues.get_mut(id as usize).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        queues.tx.set_dev_notify(true);
+        self.transport.ack_interrupt();
+        let returned = self
+            .queues
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|q| q.tx.can_pop());
+        let control = self
+            .control
+            .as_ref()
+            .is_some_and(|c| c.rx.can_pop() || !c.outbox.is_empty());
+        if !returned && !control {
+            wait.wait();
+        }
+        if let Some(queues) = self.queues.get_mut(id as usize).and_then(Option::as_mut) {
+            queues.tx.set_dev_notify(false);
+        }
+        Ok(())
+    }
+
+    /// Pop every transmit slot the device has returned.
+    fn reap_tx(&mut self) -> Result<(), ConsoleError> {
         let Some(open) = self.open.as_mut() else {
-            return Ok(false);
+            return Ok(());
         };
         let Some(queues) = self
             .queues
             .get_mut(open.id as usize)
             .and_then(Option::as_mut)
         else {
-            return Ok(false);
+            return Ok(());
         };
-        let mut found = false;
         while let Some(used) = queues.tx.peek_used() {
-            let used_len = if used == token {
-                found = true;
-                len
-            } else if let Some(at) = open.abandoned.iter().position(|&(t, _)| t == used) {
-                open.abandoned.swap_remove(at).1
-            } else {
+            let Some((slot, len)) = open.tx.lent_with(used) else {
                 return Err(ConsoleError::Virtio(virtio_drivers::Error::WrongToken));
             };
-            let data = open.tx_buf.get(..used_len).unwrap_or(&[]);
-            // SAFETY: every transmit buffer was added from the start of
-            // `tx_buf` with the recorded length; the device has returned it.
+            // SAFETY: the device has returned this slot (its token is next
+            // in the used ring); the driver only reads it to unshare it.
+            let buf = unsafe { open.tx_page.slot(slot) };
+            let data = buf.get(..len).unwrap_or(&[]);
+            // SAFETY: `data` is the buffer lent with `used`.
             unsafe { queues.tx.pop_used(used, &[data], &mut []) }?;
+            if open.tx.complete(used).is_err() {
+                return Err(ConsoleError::Virtio(virtio_drivers::Error::WrongToken));
+            }
         }
-        Ok(found)
+        Ok(())
+    }
+
+    /// Copy `buf` into the transmit slots, sending full slots and waiting
+    /// for one to come back if none is free. The bytes taken (at least
+    /// one unless `buf` is empty).
+    fn write_tx<W: Wait>(&mut self, buf: &[u8], wait: &mut W) -> Result<usize, ConsoleError> {
+        loop {
+            self.reap_tx()?;
+            let Some(open) = self.open.as_mut() else {
+                return Ok(0);
+            };
+            let n = open.tx.write(&mut open.tx_page, buf);
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            if open.tx.is_filling() {
+                // The filling slot is full: send it, write on in the next.
+                self.send_filling()?;
+                continue;
+            }
+            if !open.tx.any_outstanding() {
+                // No slot free, none filling, none coming back.
+                return Err(ConsoleError::TransmitSlotsLost);
+            }
+            self.await_tx(wait, |tx| tx.has_free() || !tx.any_outstanding())?;
+        }
     }
 }
 
@@ -617,6 +836,7 @@ impl<H: Hal> Rx<H> {
             self.filled[slot] = usize::try_from(len)
                 .unwrap_or(0)
                 .min(DmaPage::<H, RX_SLOTS>::SLOT_LEN);
+            self.received_total = self.received_total.saturating_add(self.filled[slot] as u64);
             if self.filled[slot] == 0 {
                 // An empty completion: lend it again.
                 self.post(queue, slot)?;
@@ -649,40 +869,50 @@ impl<H: Hal> Rx<H> {
         let n = src.len().min(buf.len());
         buf[..n].copy_from_slice(&src[..n]);
         self.cursor += n;
+        self.read_total = self.read_total.saturating_add(n as u64);
         n
     }
 }
 
 impl<H: Hal> Open<H> {
+    /// Queue `event` behind the data received so far: the device sends
+    /// a host client's data before the event of its leaving (QEMU reads
+    /// the socket to its end before it sees the close), so what has been
+    /// received when the event is seen is the old client's, and what
+    /// arrives later the next client's.
     fn push_event(&mut self, event: PortEvent) {
+        let mark = self.rx.received_total;
         if self.events.is_full() {
             // Fold the backlog: the caller must still reset once and then
             // learn the current state.
             self.events.clear();
-            let _ = self.events.push_back(PortEvent::HostDisconnected);
+            let _ = self.events.push_back((PortEvent::HostDisconnected, mark));
         }
-        let _ = self.events.push_back(event);
+        let _ = self.events.push_back((event, mark));
     }
 }
 
 /// The open port: `embedded-io` [`Read`](embedded_io::Read),
 /// [`Write`](embedded_io::Write) and [`ReadReady`](embedded_io::ReadReady),
-/// plus host events.
+/// plus host events; `W` is how it waits where it must block.
 ///
-/// - `read` blocks (polling) until data arrives, and returns 0 while no
-///   host client is connected and nothing is buffered — so
+/// - `read` blocks (waiting with `W`) until data arrives, and returns 0
+///   while no host client is connected and nothing is buffered — so
 ///   [`Agent::serve`](agent_core::Agent::serve) returns when the host goes
 ///   away. Data the host sent before leaving is still read first.
-/// - `write` buffers up to [`TX_BUFFER_LEN`] bytes; `flush` (the agent
-///   flushes after every response) sends them. The device decides what
-///   becomes of output while no host client is connected (QEMU drops it);
-///   `flush` blocks while the device holds the data back (QEMU does so
-///   while a connected client does not read).
-pub struct Port<'c, H: Hal, T: Transport, const PORTS: usize> {
+/// - `write` fills transmit slots of [`TX_BUFFER_LEN`] bytes and sends
+///   each when it is full; `flush` (the agent flushes after every
+///   response) sends the last and waits until the device has taken it.
+///   The device decides what becomes of output while no host client is
+///   connected (QEMU drops it); `flush` waits while the device holds the
+///   data back (QEMU does so while a connected client does not read) and
+///   gives up on it when the client leaves.
+pub struct Port<'c, H: Hal, T: Transport, const PORTS: usize, W: Wait = Spin> {
     console: &'c mut VirtioConsole<H, T, PORTS>,
+    wait: W,
 }
 
-impl<H: Hal, T: Transport, const PORTS: usize> Port<'_, H, T, PORTS> {
+impl<H: Hal, T: Transport, const PORTS: usize, W: Wait> Port<'_, H, T, PORTS, W> {
     fn open(&self) -> &Open<H> {
         match self.console.open.as_ref() {
             Some(open) => open,
@@ -707,25 +937,53 @@ impl<H: Hal, T: Transport, const PORTS: usize> Port<'_, H, T, PORTS> {
         self.console.host_connected(self.id())
     }
 
-    /// The next change on the host side, if any. A disconnection is
-    /// reported only after the data the host sent before it has been read,
-    /// so resetting the parser on [`PortEvent::HostDisconnected`] never
-    /// drops a request of the next client.
+    /// Read and acknowledge the device's interrupt status (see the module
+    /// docs): call it before looking for work.
+    pub fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.console.ack_interrupt()
+    }
+
+    /// Whether there is something to process: received data, a host
+    /// event, a control message. When it says no after
+    /// [`ack_interrupt`](Self::ack_interrupt) and the caller's work, the
+    /// caller may sleep until the device's next interrupt.
+    pub fn has_work(&self) -> bool {
+        self.console.has_work()
+    }
+
+    /// The console the port belongs to.
+    pub fn console(&self) -> &VirtioConsole<H, T, PORTS> {
+        self.console
+    }
+
+    /// The next change on the host side, if any. An event comes after
+    /// the data received before the driver saw it has been read, and
+    /// before anything received later: resetting the parser on
+    /// [`PortEvent::HostDisconnected`] drops neither the last request of
+    /// the client that left nor a request of the next client.
     pub fn poll_event(&mut self) -> Result<Option<PortEvent>, ConsoleError> {
         self.console.poll()?;
         self.console.receive_data()?;
         let open = self.open_mut();
-        if open.events.front() == Some(&PortEvent::HostDisconnected) && open.rx.has_data() {
-            return Ok(None);
+        match open.events.front() {
+            Some(&(_, mark)) if open.rx.read_total < mark => Ok(None),
+            Some(_) => Ok(open.events.pop_front().map(|(event, _)| event)),
+            None => Ok(None),
         }
-        Ok(open.events.pop_front())
     }
 
-    /// Transmit buffers the device kept when a host client left (QEMU
-    /// detaches output it held back); each costs one of the transmit
-    /// queue's descriptors for good.
+    /// Transmit slots the device holds now although their host client
+    /// left (QEMU keeps output it held back when the client leaves); each
+    /// is unusable until the device returns it. At [`TX_SLOTS`], writes
+    /// fail with [`ConsoleError::TransmitSlotsLost`].
     pub fn lost_tx_buffers(&self) -> usize {
-        self.open().lost
+        self.open().tx.abandoned_now()
+    }
+
+    /// Transmit slots given up on when host clients left, in total
+    /// (including those the device returned later).
+    pub fn abandoned_tx_buffers(&self) -> usize {
+        self.open().tx.abandoned_total()
     }
 
     /// Read without blocking: what is buffered now (possibly nothing).
@@ -738,11 +996,15 @@ impl<H: Hal, T: Transport, const PORTS: usize> Port<'_, H, T, PORTS> {
     }
 }
 
-impl<H: Hal, T: Transport, const PORTS: usize> embedded_io::ErrorType for Port<'_, H, T, PORTS> {
+impl<H: Hal, T: Transport, const PORTS: usize, W: Wait> embedded_io::ErrorType
+    for Port<'_, H, T, PORTS, W>
+{
     type Error = ConsoleError;
 }
 
-impl<H: Hal, T: Transport, const PORTS: usize> embedded_io::ReadReady for Port<'_, H, T, PORTS> {
+impl<H: Hal, T: Transport, const PORTS: usize, W: Wait> embedded_io::ReadReady
+    for Port<'_, H, T, PORTS, W>
+{
     fn read_ready(&mut self) -> Result<bool, Self::Error> {
         self.console.poll()?;
         self.console.receive_data()?;
@@ -750,38 +1012,34 @@ impl<H: Hal, T: Transport, const PORTS: usize> embedded_io::ReadReady for Port<'
     }
 }
 
-impl<H: Hal, T: Transport, const PORTS: usize> embedded_io::Read for Port<'_, H, T, PORTS> {
+impl<H: Hal, T: Transport, const PORTS: usize, W: Wait> embedded_io::Read
+    for Port<'_, H, T, PORTS, W>
+{
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
         if buf.is_empty() {
             return Ok(0);
         }
         loop {
+            self.ack_interrupt();
             let n = self.read_available(buf)?;
             if n > 0 || !self.is_host_connected() {
                 return Ok(n);
             }
-            spin_loop();
+            if !self.has_work() {
+                self.wait.wait();
+            }
         }
     }
 }
 
-impl<H: Hal, T: Transport, const PORTS: usize> embedded_io::Write for Port<'_, H, T, PORTS> {
+impl<H: Hal, T: Transport, const PORTS: usize, W: Wait> embedded_io::Write
+    for Port<'_, H, T, PORTS, W>
+{
     fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if self.open().tx_len == TX_BUFFER_LEN {
-            self.console.flush_tx()?;
-        }
-        let open = self.open_mut();
-        let free = &mut open.tx_buf[open.tx_len..];
-        let n = free.len().min(buf.len());
-        free[..n].copy_from_slice(&buf[..n]);
-        open.tx_len += n;
-        Ok(n)
+        self.console.write_tx(buf, &mut self.wait)
     }
 
     fn flush(&mut self) -> Result<(), Self::Error> {
-        self.console.flush_tx()
+        self.console.flush_tx(&mut self.wait)
     }
 }

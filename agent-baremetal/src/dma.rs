@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
-use crate::console::ConsoleError;
+use crate::tx::SlotMemory;
 
 /// One page from [`Hal::dma_alloc`], returned on drop, seen as `SLOTS`
 /// slots of `PAGE_SIZE / SLOTS` bytes.
@@ -20,11 +20,12 @@ impl<H: Hal, const SLOTS: usize> DmaPage<H, SLOTS> {
     /// Bytes per slot.
     pub(crate) const SLOT_LEN: usize = PAGE_SIZE / SLOTS;
 
-    /// Allocate a page (zeroed by the HAL's contract).
-    pub(crate) fn new(direction: BufferDirection) -> Result<Self, ConsoleError> {
+    /// Allocate a page (zeroed by the HAL's contract). Its address stays
+    /// the same however the owner moves.
+    pub(crate) fn new(direction: BufferDirection) -> Result<Self, virtio_drivers::Error> {
         let (paddr, vaddr) = H::dma_alloc(1, direction);
         if paddr == 0 {
-            return Err(ConsoleError::Virtio(virtio_drivers::Error::DmaError));
+            return Err(virtio_drivers::Error::DmaError);
         }
         Ok(DmaPage {
             paddr,
@@ -51,6 +52,17 @@ impl<H: Hal, const SLOTS: usize> DmaPage<H, SLOTS> {
                 Self::SLOT_LEN,
             )
         }
+    }
+}
+
+// SAFETY: `slot` returns slot `index`'s own `SLOT_LEN` bytes of the page,
+// the same bytes every time, disjoint from the other slots'.
+unsafe impl<H: Hal, const SLOTS: usize> SlotMemory for DmaPage<H, SLOTS> {
+    const SLOT_LEN: usize = PAGE_SIZE / SLOTS;
+
+    unsafe fn slot(&mut self, index: usize) -> &mut [u8] {
+        // SAFETY: the caller promises the slot is not lent.
+        unsafe { DmaPage::slot(self, index) }
     }
 }
 

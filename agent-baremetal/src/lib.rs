@@ -2,52 +2,229 @@
 //!
 //! Running agent-core in a guest without an operating system: a virtio
 //! console driver with named ports (MULTIPORT) exposing one port as
-//! `embedded-io`, and a bootable example guest for
-//! `qemu-system-riscv64 -machine virt` (`src/bin/virt-guest.rs`).
+//! `embedded-io`, a whole guest agent on top of it for any machine that
+//! implements a small [`guest::Platform`], and a bootable example guest
+//! for `qemu-system-riscv64 -machine virt` (`src/bin/virt-guest`).
 //!
 //! | module | what it does |
 //! |---|---|
 //! | [`control`] | the console's control messages, encoded and decoded |
 //! | [`ports`] | the port table the control messages build (sans-IO) |
+//! | [`tx`] | which transmit slots the driver may write (sans-IO) |
 //! | [`console`] | the driver on `virtio-drivers`' transports and queues |
+//! | [`guest`] | the guest: platform trait, port discovery, serve loop, commands, log |
 //!
-//! The driver is polled (no interrupts) and generic over
-//! `virtio_drivers::Hal` and `virtio_drivers::transport::Transport`, so it
-//! runs on MMIO and PCI alike:
+//! The driver is generic over `virtio_drivers::Hal` and
+//! `virtio_drivers::transport::Transport`, so it runs on MMIO and PCI
+//! alike.
+//!
+//! # Embedding guide
+//!
+//! ## What you provide
+//!
+//! 1. **DMA memory**: a [`virtio_drivers::Hal`]. `dma_alloc` hands out
+//!    zeroed, page-aligned pages the device can reach, with their
+//!    physical address; `share` gives a buffer's physical address. On an
+//!    identity-mapped machine a bump allocator over spare RAM is enough
+//!    (the example guest's `BumpHal`); the driver allocates only while it
+//!    sets up and opens a port.
+//! 2. **Transports**: one `virtio_drivers` transport per candidate device:
+//!    `MmioTransport` for each virtio-mmio slot of your memory map (or
+//!    device tree), `PciTransport` for each virtio device found by
+//!    enumerating PCI. The driver ignores devices that are not consoles.
+//! 3. **A clock**: time since boot for time-outs, and a wall clock (an
+//!    RTC) for `guest-get-time`.
+//! 4. **Interrupt wiring**: route the console's interrupt (a PLIC source,
+//!    an IOAPIC pin, an MSI-X vector) so that it ends your CPU's sleep
+//!    (`wfi`, `hlt`). No handler has to touch the device: the serve loop
+//!    acknowledges it ([`console::Port::ack_interrupt`]) and checks for
+//!    work ([`console::Port::has_work`]) before it sleeps, so a
+//!    level-triggered line or a pending bit loses nothing. Without
+//!    interrupts everything still works, busy-waiting.
+//! 5. **Your commands**: a [`agent_core::Commands`] table, combined with
+//!    agent-core's and the guest's as a tuple.
+//!
+//! ## The smallest complete program
+//!
+//! With a [`guest::Platform`], [`guest::run`] is the whole agent: it finds
+//! the port named `org.qemu.guest_agent.0`, serves agent-core's commands
+//! and [`guest::GuestCommands`] (time, host name, osinfo, shutdown),
+//! sleeps in [`guest::Platform::wait_for_interrupt`], and ends the machine
+//! as `guest-shutdown` asks. Boot code, the panic handler and the log
+//! (see [`guest::log`]) are the program's; everything else is here:
+//!
+//! ```no_run
+//! use core::ptr::NonNull;
+//!
+//! use agent_baremetal::guest::{self, OsInfo, Platform, ShutdownMode};
+//! use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+//! use virtio_drivers::{BufferDirection, Hal, PhysAddr};
+//!
+//! /// The machine: an identity-mapped RAM, a timer, an RTC, a power switch.
+//! struct Machine;
+//!
+//! impl Platform for Machine {
+//!     fn uptime_us(&self) -> u64 {
+//!         0 // read the timer
+//!     }
+//!     fn hardware_clock_ns(&self) -> i64 {
+//!         0 // read the RTC
+//!     }
+//!     fn wait_for_interrupt(&self, deadline_us: Option<u64>) {
+//!         // Complete the interrupt controller's pending interrupt, arm
+//!         // the timer for `deadline_us`, then `wfi`/`hlt`.
+//!     }
+//!     fn shutdown(&self, mode: ShutdownMode) -> ! {
+//!         loop {} // power off, park the CPU, or reset
+//!     }
+//!     fn fail(&self, code: u16) -> ! {
+//!         loop {} // report `code` and stop
+//!     }
+//!     fn os_info(&self) -> OsInfo<'_> {
+//!         OsInfo {
+//!             name: Some("my-unikernel"),
+//!             version_id: Some("1.0"),
+//!             machine: Some("riscv64"),
+//!             ..OsInfo::default()
+//!         }
+//!     }
+//! }
+//!
+//! /// DMA from RAM the program set aside (identity-mapped).
+//! struct Dma;
+//!
+//! // SAFETY: (for a real HAL) pages are zeroed, aligned, reachable by the
+//! // device at the returned physical address, and used by nothing else.
+//! unsafe impl Hal for Dma {
+//!     fn dma_alloc(pages: usize, _: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+//!         unimplemented!("take `pages` pages from the arena")
+//!     }
+//!     unsafe fn dma_dealloc(_: PhysAddr, _: NonNull<u8>, _: usize) -> i32 {
+//!         0
+//!     }
+//!     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _: usize) -> NonNull<u8> {
+//!         NonNull::new(paddr as *mut u8).unwrap()
+//!     }
+//!     unsafe fn share(buffer: NonNull<[u8]>, _: BufferDirection) -> PhysAddr {
+//!         buffer.as_ptr().cast::<u8>() as PhysAddr
+//!     }
+//!     unsafe fn unshare(_: PhysAddr, _: NonNull<[u8]>, _: BufferDirection) {}
+//! }
+//!
+//! fn main_after_boot() -> ! {
+//!     let machine = Machine;
+//!     // The virtio-mmio slots of riscv64 `virt`, labelled for the log.
+//!     let transports = (0..8u32).filter_map(|slot| {
+//!         let header = 0x1000_1000 + slot as usize * 0x1000;
+//!         let header = NonNull::new(header as *mut VirtIOHeader)?;
+//!         // SAFETY: (on `virt`) a virtio-mmio register block lives there.
+//!         let transport = unsafe { MmioTransport::new(header, 0x1000) }.ok()?;
+//!         Some((slot, transport))
+//!     });
+//!     // Up to 4 ports per console (QEMU numbers named ports from 1).
+//!     guest::run::<_, Dma, _, 4>(&machine, transports)
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! ## Your own loop and your own commands
+//!
+//! Below [`guest::run`], the driver and agent-core compose directly; a
+//! command table of your own goes into the tuple:
 //!
 //! ```no_run
 //! # fn guest<H: virtio_drivers::Hal, T: virtio_drivers::transport::Transport>(transport: T)
 //! # -> Result<(), agent_baremetal::console::ConsoleError> {
 //! use agent_baremetal::console::{PortEvent, VirtioConsole};
-//! use agent_core::{Agent, CoreCommands, Policy};
-//! use embedded_io::{Read, ReadReady};
+//! use agent_core::args::Args;
+//! use agent_core::{Agent, CommandInfo, Commands, CoreCommands, Policy, Replied, Reply};
+//!
+//! /// `guest-get-answer`: 42.
+//! struct Answer;
+//!
+//! impl Commands for Answer {
+//!     fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
+//!         [CommandInfo::new("guest-get-answer")].into_iter()
+//!     }
+//!     fn call<W: embedded_io::Write + ?Sized>(
+//!         &mut self, _name: &str, args: Args<'_>, reply: Reply<'_, W>,
+//!     ) -> Result<Replied, W::Error> {
+//!         if let Err(e) = args.reject_unknown(&[]) {
+//!             return reply.error(e.class(), &e);
+//!         }
+//!         let mut value = reply.ok()?;
+//!         value.i64(42)?;
+//!         value.finish()
+//!     }
+//! }
 //!
 //! let mut console = VirtioConsole::<H, T>::new(transport)?;
 //! let id = loop {
+//!     console.ack_interrupt();
 //!     console.poll()?;
 //!     if let Some(id) = console.find("org.qemu.guest_agent.0") {
 //!         break id;
 //!     }
+//!     // (sleep until an interrupt, with a time-out)
 //! };
-//! let mut port = console.open(id)?;
-//! let mut agent = Agent::new([0u8; 4096], CoreCommands::new(), Policy::new());
+//! // Where the port must block (the device holds output back), it calls
+//! // this; here: sleep until an interrupt.
+//! let wait = || { /* wfi */ };
+//! let mut port = console.open_with(id, wait)?;
+//! let mut agent = Agent::new([0u8; 4096], (CoreCommands::new(), Answer), Policy::new());
 //! let mut chunk = [0u8; 512];
 //! loop {
+//!     port.ack_interrupt();
 //!     while let Some(event) = port.poll_event()? {
-//!         if event == PortEvent::HostDisconnected {
+//!         if event != PortEvent::HostConnected {
 //!             agent.reset();
 //!         }
 //!     }
-//!     if port.read_ready()? {
-//!         let n = port.read(&mut chunk)?;
+//!     let n = port.read_available(&mut chunk)?;
+//!     if n > 0 {
 //!         agent.feed(&chunk[..n], &mut port)?;
+//!     } else if !port.has_work() {
+//!         // sleep until an interrupt
 //!     }
 //! }
 //! # }
 //! ```
 //!
-//! The `footprint` example is the smallest program that links the whole
-//! agent, used to measure agent-core's code size on bare-metal targets.
+//! ## Memory
+//!
+//! Figures for 64-bit targets with this crate's constants.
+//!
+//! | what | where | size |
+//! |---|---|---|
+//! | virtqueues: 2 control + 2 per port of `0..PORTS` the device has | DMA | 2 pages each |
+//! | control receive buffers (32 × 128 bytes) | DMA | 1 page |
+//! | the open port's receive buffers (2 × 2 KiB) | DMA | 1 page |
+//! | the open port's transmit slots ([`console::TX_SLOTS`] × [`console::TX_BUFFER_LEN`]) | DMA | 1 page |
+//! | `VirtioConsole<_, _, 4>` / `<_, _, 2>` (queue bookkeeping, port table) | yours (static or stack) | 3 600 / 2 656 bytes |
+//! | `Agent` with a 4 KiB request buffer ([`guest::REQUEST_BUFFER_LEN`]) | stack in [`guest::serve`] | 4 336 bytes |
+//! | the deepest `Agent::feed` (`stack_depth` example, x86_64 frames) | stack | about 4 KiB |
+//!
+//! So a console with `PORTS = 4` (the example guests) takes 23 pages
+//! (92 KiB) of DMA memory, one with `PORTS = 2` (QEMU's usual single
+//! `org.qemu.guest_agent.0` at port 1) 15 pages (60 KiB); pages are
+//! allocated once, when the console is created and when the port is
+//! opened. On the stack, [`guest::serve`] holds the `Agent` and a 512-byte
+//! read chunk, and `feed` goes about 4 KiB deeper; the example guests
+//! reserve 128 KiB, with room to spare. Code: agent-core alone is about
+//! 24 KiB of `.text` on `thumbv7em-none-eabihf` (the `footprint`
+//! example); `scripts/test.sh` prints it.
+//!
+//! ## Logging
+//!
+//! With feature `defmt`, the guest code and agent-core log through
+//! [defmt](https://defmt.ferrous-systems.com): the program defines the
+//! global logger with `agent_baremetal::defmt_logger!` (frames through any
+//! `fn(&[u8])`, e.g. a UART), links with `-Tdefmt.x`, and builds with
+//! `DEFMT_LOG=info` (this workspace's `.cargo/config.toml` sets it). On
+//! riscv64 with code above 2 GiB (QEMU `virt` runs from 0x8020_0000)
+//! defmt's string symbols are out of PC-relative reach: build with `-C
+//! relocation-model=pic` (also in `.cargo/config.toml`). Without the
+//! feature, the log calls compile to nothing.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -55,4 +232,6 @@
 pub mod console;
 pub mod control;
 mod dma;
+pub mod guest;
 pub mod ports;
+pub mod tx;

@@ -22,8 +22,12 @@
 //! the next client (libvirt sends a plain guest-sync, never the 0xFF
 //! reset byte) is answered. A close and reopen so quick that the agent
 //! never sees the port closed cannot be detected: the driver signals
-//! both events the same way it signals input, and keeps no count. Then
-//! the client's reset byte is what recovers, as before. isa-serial has no
+//! both events the same way it signals input, keeps no count, and with
+//! the shared interrupt vector of QEMU's default device it can signal
+//! one input more than once, so counting signals would reset the parser
+//! inside a live client's request (tests/README.md, difference 3, has
+//! the code references). Then the client's reset byte is what recovers,
+//! as with qemu-ga. isa-serial has no
 //! such events and keeps qemu-ga's behaviour (no reset; a 10-640 ms
 //! back-off where it would spin). If the signal set-up fails, a virtio
 //! port falls back to that back-off loop too.

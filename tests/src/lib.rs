@@ -180,6 +180,12 @@ impl Conn {
         self.answer()
     }
 
+    /// Send a request as raw bytes and wait for its answer.
+    pub fn call_raw(&mut self, request: &[u8]) -> Answer {
+        self.send(request);
+        self.answer()
+    }
+
     /// Wait for the next response.
     pub fn answer(&mut self) -> Answer {
         loop {
@@ -292,6 +298,7 @@ pub fn base64(data: &[u8]) -> String {
 pub mod baremetal;
 pub mod conformance;
 pub mod debian_guest;
+pub mod libvirt;
 pub mod linux_guest;
 
 /// Debian's qemu-ga (package `qemu-guest-agent`), the reference peer.

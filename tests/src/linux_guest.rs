@@ -461,6 +461,42 @@ impl AgentKind {
     }
 }
 
+/// Figures that two tests, one per agent, print side by side: each test
+/// records its own; the second to finish (in either order, in parallel or
+/// not) prints the table `label: ours | qemu-ga`.
+pub struct SideBySide(std::sync::Mutex<Vec<(AgentKind, String, String)>>);
+
+impl SideBySide {
+    /// No figures yet (for a `static`).
+    pub const fn new() -> SideBySide {
+        SideBySide(std::sync::Mutex::new(Vec::new()))
+    }
+
+    /// Keep `kind`'s `(label, value)` figures; once both agents have some,
+    /// print the table.
+    pub fn record(&self, kind: AgentKind, figures: Vec<(&str, String)>) {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.extend(figures.into_iter().map(|(l, v)| (kind, l.to_string(), v)));
+        let of = |k: AgentKind| all.iter().filter(move |f| f.0 == k);
+        if of(AgentKind::Ours).next().is_none() || of(AgentKind::QemuGa).next().is_none() {
+            return;
+        }
+        println!("side by side (ours | qemu-ga):");
+        for o in of(AgentKind::Ours) {
+            let t = of(AgentKind::QemuGa)
+                .find(|t| t.1 == o.1)
+                .map_or("-", |t| t.2.as_str());
+            println!("  {:<52} {} | {}", o.1, o.2, t);
+        }
+    }
+}
+
+impl Default for SideBySide {
+    fn default() -> Self {
+        SideBySide::new()
+    }
+}
+
 /// One `e2e-cpu` console line: the agent's CPU use so far.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CpuSample {
@@ -640,9 +676,10 @@ pub(crate) fn cpio_of(root: &Path, out: &Path) {
 /// Numbers the guests of one test process (their directories).
 static GUESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// `/e2e/setup.sh`: the disk modules, then mount `/dev/vda` at
-/// [`SCRATCH_MOUNT`].
-fn setup_script() -> String {
+/// `/e2e/setup.sh` of a guest with a scratch disk: the disk modules, then
+/// mount `/dev/vda` at [`SCRATCH_MOUNT`]. (A launcher that needs more
+/// set-up sources this text first in its own `/e2e/setup.sh`.)
+pub fn setup_script() -> String {
     let modules = DISK_MODULES.join(" ");
     format!(
         r#"for m in {modules}; do
@@ -696,6 +733,61 @@ done
     text
 }
 
+/// The initrd of a guest running `agent` with `options`: the shared
+/// [`initramfs`] followed by a small per-guest archive (in `dir`) with
+/// the scripts `options` asks for, or the shared one alone when it asks
+/// for none. [`Guest::boot_with`] uses it; so can other launchers (the
+/// libvirt tests give it to libvirt as the domain's `<initrd>`).
+pub fn guest_initrd(dir: &Path, agent: AgentKind, options: &GuestOptions) -> PathBuf {
+    let base = initramfs();
+    let extra = dir.join("extra");
+    let mut scripts = options.scripts.clone();
+    if options.scratch.is_some() {
+        scripts.push(("/e2e/setup.sh".into(), setup_script()));
+    }
+    if options.agent_args.is_some() || !options.env.is_empty() || options.supervised {
+        scripts.push(("/e2e/agent.sh".into(), agent_script(agent, options)));
+    }
+    if options.supervised {
+        scripts.push(("/e2e/supervised".into(), String::new()));
+    }
+    if scripts.is_empty() {
+        return base.to_path_buf();
+    }
+    for (path, text) in &scripts {
+        write_exec(&extra.join(path.trim_start_matches('/')), text);
+    }
+    let extra_cpio = dir.join("extra.cpio");
+    cpio_of(&extra, &extra_cpio);
+    let initrd = dir.join("initrd.cpio");
+    let mut all = fs::read(base).expect("read the initramfs");
+    all.extend_from_slice(&fs::read(&extra_cpio).expect("read extra.cpio"));
+    fs::write(&initrd, all).expect("write the initrd");
+    initrd
+}
+
+/// Make the ext4 image of `disk` as `dir/scratch.ext4` (`mkfs.ext4 -d`,
+/// no mounts) and return its path.
+pub fn make_scratch_image(dir: &Path, disk: &ScratchDisk) -> PathBuf {
+    let root = dir.join("scratch-root");
+    fs::create_dir_all(&root).expect("mkdir");
+    for f in &disk.files {
+        let at = root.join(f.path.trim_start_matches('/'));
+        fs::create_dir_all(at.parent().expect("a parent")).expect("mkdir");
+        fs::write(&at, &f.data).expect("write a scratch file");
+    }
+    let img = dir.join("scratch.ext4");
+    run_tool(
+        Command::new("mkfs.ext4")
+            .args(["-F", "-q", "-b", "4096", "-d"])
+            .arg(&root)
+            .arg(&img)
+            .arg(format!("{}M", disk.size_mib)),
+    );
+    let _ = fs::remove_dir_all(&root);
+    img
+}
+
 impl Guest {
     /// Boot a guest running `agent`, with the QEMU command line of
     /// E2E-NOTES.
@@ -708,60 +800,19 @@ impl Guest {
     /// (optionally under blkdebug).
     pub fn boot_with(agent: AgentKind, options: &GuestOptions) -> Guest {
         let assets = assets();
-        let base = initramfs();
         let n = GUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = scratch_dir(&format!("e2e-{}-{n}", agent.name()));
         let socket = dir.join("qga.sock");
         let console = dir.join("console.log");
 
-        // The per-guest archive.
-        let extra = dir.join("extra");
-        let mut scripts = options.scripts.clone();
-        if options.scratch.is_some() {
-            scripts.push(("/e2e/setup.sh".into(), setup_script()));
-        }
-        if options.agent_args.is_some() || !options.env.is_empty() || options.supervised {
-            scripts.push(("/e2e/agent.sh".into(), agent_script(agent, options)));
-        }
-        if options.supervised {
-            scripts.push(("/e2e/supervised".into(), String::new()));
-        }
-        let initrd = if scripts.is_empty() {
-            base.to_path_buf()
-        } else {
-            for (path, text) in &scripts {
-                write_exec(&extra.join(path.trim_start_matches('/')), text);
-            }
-            let extra_cpio = dir.join("extra.cpio");
-            cpio_of(&extra, &extra_cpio);
-            let initrd = dir.join("initrd.cpio");
-            let mut all = fs::read(base).expect("read the initramfs");
-            all.extend_from_slice(&fs::read(&extra_cpio).expect("read extra.cpio"));
-            fs::write(&initrd, all).expect("write the initrd");
-            initrd
-        };
+        let initrd = guest_initrd(&dir, agent, options);
 
         // The scratch disk.
         let mut drive_args: Vec<std::ffi::OsString> = Vec::new();
         let mut scratch_image = None;
         let mut eio_sectors = Vec::new();
         if let Some(disk) = &options.scratch {
-            let root = dir.join("scratch-root");
-            fs::create_dir_all(&root).expect("mkdir");
-            for f in &disk.files {
-                let at = root.join(f.path.trim_start_matches('/'));
-                fs::create_dir_all(at.parent().expect("a parent")).expect("mkdir");
-                fs::write(&at, &f.data).expect("write a scratch file");
-            }
-            let img = dir.join("scratch.ext4");
-            run_tool(
-                Command::new("mkfs.ext4")
-                    .args(["-F", "-q", "-b", "4096", "-d"])
-                    .arg(&root)
-                    .arg(&img)
-                    .arg(format!("{}M", disk.size_mib)),
-            );
-            let _ = fs::remove_dir_all(&root);
+            let img = make_scratch_image(&dir, disk);
             let mut drive = std::ffi::OsString::new();
             if disk.eio_at.is_empty() {
                 drive.push("file=");

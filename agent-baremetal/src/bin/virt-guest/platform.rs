@@ -1,35 +1,53 @@
 //! The `virt` machine's devices this guest touches, and the only `unsafe`
-//! of the binary: boot code, MMIO registers at the addresses of QEMU's
-//! `virt` memory map, and the DMA HAL.
+//! of the binary: boot code, CSRs and SBI calls, MMIO registers at the
+//! addresses of QEMU's `virt` memory map, and the DMA HAL.
 //!
 //! | device | address | use |
 //! |---|---|---|
 //! | sifive_test | 0x0010_0000 | power off (0x5555), fail (code<<16 \| 0x3333), reset (0x7777) |
 //! | goldfish RTC | 0x0010_1000 | wall-clock time, ns since the epoch |
-//! | ns16550 UART | 0x1000_0000 | diagnostics log |
+//! | PLIC | 0x0c00_0000 | the virtio-mmio interrupts (sources 1–8) to hart 0's S-mode context |
+//! | ns16550 UART | 0x1000_0000 | the log (defmt frames) |
 //! | virtio-mmio | 0x1000_1000 + i·0x1000, i = 0..7 | the console |
 //!
 //! RAM is identity-mapped (S-mode, paging off), so physical and virtual
 //! addresses are the same and DMA needs no translation.
+//!
+//! Interrupts are never taken: `sstatus.SIE` stays off, and `wfi` wakes
+//! on any interrupt enabled in `sie` (the external one, for the PLIC, and
+//! the timer, for deadlines) whether or not it is taken. So there is no
+//! trap vector; after waking, the guest claims and completes the PLIC's
+//! interrupt itself before it sleeps again.
 
-use core::fmt;
+use core::cell::Cell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use agent_baremetal::guest::{OsInfo, Platform, ShutdownMode};
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 const TEST_DEVICE: usize = 0x10_0000;
 const RTC: usize = 0x10_1000;
+const PLIC: usize = 0x0c00_0000;
 const UART: usize = 0x1000_0000;
 const VIRTIO_MMIO: usize = 0x1000_1000;
 /// virtio-mmio slots on `virt`.
 pub const VIRTIO_SLOTS: usize = 8;
 const VIRTIO_SLOT_LEN: usize = 0x1000;
+/// PLIC source of virtio-mmio slot 0 (slot i is source 1 + i).
+const VIRTIO_IRQ_BASE: usize = 1;
+/// The PLIC context of hart 0 in S-mode (context 0 is its M-mode).
+const PLIC_CONTEXT: usize = 1;
 /// Bytes the DMA arena may grow to (it starts after the stack).
 const DMA_ARENA_LEN: usize = 4 << 20;
 /// `time` CSR ticks per second on `virt`.
 pub const TIMER_HZ: u64 = 10_000_000;
+/// `sie` bits: supervisor timer and external interrupts.
+const SIE_STIE: usize = 1 << 5;
+const SIE_SEIE: usize = 1 << 9;
+/// SBI Timer extension ("TIME").
+const SBI_EXT_TIME: usize = 0x5449_4D45;
 
 core::arch::global_asm!(
     r#"
@@ -63,39 +81,6 @@ fn mmio_read32(addr: usize) -> u32 {
     unsafe { core::ptr::read_volatile(addr as *const u32) }
 }
 
-/// Power the machine off: QEMU exits with status 0.
-pub fn power_off() -> ! {
-    mmio_write32(TEST_DEVICE, 0x5555);
-    loop {
-        core::hint::spin_loop();
-    }
-}
-
-/// End the run as a failure: QEMU exits with status `code`.
-pub fn fail(code: u16) -> ! {
-    mmio_write32(TEST_DEVICE, (u32::from(code) << 16) | 0x3333);
-    loop {
-        core::hint::spin_loop();
-    }
-}
-
-/// Reset the machine (QEMU with `-no-reboot` exits with status 0).
-pub fn reset() -> ! {
-    mmio_write32(TEST_DEVICE, 0x7777);
-    loop {
-        core::hint::spin_loop();
-    }
-}
-
-/// Wall-clock time from the goldfish RTC, ns since the epoch (QEMU seeds
-/// it from the host's clock, `-rtc base=utc` by default).
-pub fn rtc_now_ns() -> i64 {
-    // Reading TIME_LOW latches TIME_HIGH.
-    let low = mmio_read32(RTC);
-    let high = mmio_read32(RTC + 4);
-    i64::try_from((u64::from(high) << 32) | u64::from(low)).unwrap_or(i64::MAX)
-}
-
 /// The `time` CSR: ticks of [`TIMER_HZ`] since reset.
 pub fn ticks() -> u64 {
     let t: u64;
@@ -105,11 +90,54 @@ pub fn ticks() -> u64 {
     t
 }
 
-/// The ns16550 UART OpenSBI left initialised: a `fmt::Write` log.
-pub struct Uart;
+/// Microseconds since reset.
+pub fn uptime_us() -> u64 {
+    ticks() / (TIMER_HZ / 1_000_000)
+}
 
-impl Uart {
-    fn put(&mut self, byte: u8) {
+/// Program the supervisor timer through SBI (`sbi_set_timer`): the timer
+/// interrupt becomes pending at `ticks`, and any pending one is cleared.
+fn set_timer(ticks: u64) {
+    // SAFETY: an SBI call (ecall to OpenSBI, which `-bios default` runs in
+    // M-mode) with the Timer extension's function 0; it changes no memory
+    // of ours and clobbers only a0/a1.
+    unsafe {
+        core::arch::asm!(
+            "ecall",
+            inlateout("a0") ticks as usize => _,
+            lateout("a1") _,
+            in("a6") 0usize,
+            in("a7") SBI_EXT_TIME,
+            options(nostack),
+        );
+    }
+}
+
+/// Enable the interrupts `wfi` waits for (never taken: `sstatus.SIE` is
+/// left off).
+fn enable_wakeups(mask: usize) {
+    // SAFETY: setting bits of `sie` only decides which pending interrupts
+    // end a `wfi`; with `sstatus.SIE` clear none is taken as a trap.
+    unsafe { core::arch::asm!("csrs sie, {}", in(reg) mask, options(nomem, nostack)) };
+}
+
+/// Disable every interrupt wake-up.
+fn disable_wakeups() {
+    // SAFETY: clearing `sie` only stops interrupts from ending `wfi`.
+    unsafe { core::arch::asm!("csrw sie, zero", options(nomem, nostack)) };
+}
+
+/// Wait for an enabled interrupt.
+fn wfi() {
+    // SAFETY: `wfi` only stalls the hart until an interrupt is pending
+    // (OpenSBI leaves `mstatus.TW` clear, so S-mode may use it).
+    unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+}
+
+/// Write the log's bytes to the UART OpenSBI left initialised (binary:
+/// no newline translation), waiting while its transmitter is full.
+pub fn uart_write(bytes: &[u8]) {
+    for &byte in bytes {
         // SAFETY: the UART's line status (offset 5) and transmit (offset 0)
         // registers are byte-wide MMIO at these identity-mapped addresses.
         unsafe {
@@ -121,15 +149,142 @@ impl Uart {
     }
 }
 
-impl fmt::Write for Uart {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for byte in s.bytes() {
-            if byte == b'\n' {
-                self.put(b'\r');
-            }
-            self.put(byte);
+/// The boot arguments in the device tree OpenSBI passes at `dtb` (QEMU's
+/// `-append`), or "".
+fn boot_args(dtb: usize) -> &'static str {
+    if dtb == 0 || !dtb.is_multiple_of(8) {
+        return "";
+    }
+    // SAFETY: OpenSBI hands the next stage the address of the flattened
+    // device tree QEMU put in RAM (8-byte aligned, at least its 40-byte
+    // header long, never written afterwards); only its header is read
+    // here.
+    let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, 40) };
+    let Some(size) = agent_baremetal::guest::fdt::total_size(header) else {
+        return "";
+    };
+    // SAFETY: as above; the header says the tree is `size` bytes long.
+    let tree = unsafe { core::slice::from_raw_parts(dtb as *const u8, size) };
+    agent_baremetal::guest::fdt::chosen_bootargs(tree).unwrap_or("")
+}
+
+/// End the run as a failure: QEMU exits with status `code`.
+pub fn fail(code: u16) -> ! {
+    mmio_write32(TEST_DEVICE, (u32::from(code) << 16) | 0x3333);
+    disable_wakeups();
+    loop {
+        wfi();
+    }
+}
+
+/// The `virt` machine as the guest's [`Platform`].
+pub struct Virt {
+    boot_args: &'static str,
+    /// Whether a timer deadline is programmed (to be cleared).
+    timer_armed: Cell<bool>,
+}
+
+impl Virt {
+    /// Take over the machine: route the virtio-mmio interrupts to this
+    /// hart's S-mode context and let them (and the timer) end `wfi`.
+    pub fn new(dtb: usize) -> Virt {
+        for slot in 0..VIRTIO_SLOTS {
+            let source = VIRTIO_IRQ_BASE + slot;
+            mmio_write32(PLIC + 4 * source, 1);
         }
-        Ok(())
+        let enable = PLIC + 0x2000 + 0x80 * PLIC_CONTEXT;
+        let mask = ((1u32 << VIRTIO_SLOTS) - 1) << VIRTIO_IRQ_BASE;
+        mmio_write32(enable, mmio_read32(enable) | mask);
+        mmio_write32(PLIC + 0x20_0000 + 0x1000 * PLIC_CONTEXT, 0);
+        set_timer(u64::MAX);
+        enable_wakeups(SIE_SEIE | SIE_STIE);
+        Virt {
+            boot_args: boot_args(dtb),
+            timer_armed: Cell::new(false),
+        }
+    }
+
+    /// The PLIC's claim/complete register for this hart's S-mode.
+    const CLAIM: usize = PLIC + 0x20_0004 + 0x1000 * PLIC_CONTEXT;
+}
+
+impl Platform for Virt {
+    fn uptime_us(&self) -> u64 {
+        uptime_us()
+    }
+
+    /// The goldfish RTC (QEMU seeds it from the host's clock, `-rtc
+    /// base=utc` by default).
+    fn hardware_clock_ns(&self) -> i64 {
+        // Reading TIME_LOW latches TIME_HIGH.
+        let low = mmio_read32(RTC);
+        let high = mmio_read32(RTC + 4);
+        i64::try_from((u64::from(high) << 32) | u64::from(low)).unwrap_or(i64::MAX)
+    }
+
+    fn wait_for_interrupt(&self, deadline_us: Option<u64>) {
+        // Complete what woke us last time: the PLIC forwards a source's
+        // next interrupt only after completion. One claim, not a loop: a
+        // line still high (work that arrived since the device was
+        // acknowledged) is pending again at once, and `wfi` returns.
+        let irq = mmio_read32(Self::CLAIM);
+        if irq != 0 {
+            mmio_write32(Self::CLAIM, irq);
+        }
+        match deadline_us {
+            Some(deadline) => {
+                if uptime_us() >= deadline {
+                    return;
+                }
+                set_timer(deadline.saturating_mul(TIMER_HZ / 1_000_000));
+                self.timer_armed.set(true);
+            }
+            None if self.timer_armed.get() => {
+                set_timer(u64::MAX);
+                self.timer_armed.set(false);
+            }
+            None => {}
+        }
+        wfi();
+    }
+
+    fn shutdown(&self, mode: ShutdownMode) -> ! {
+        match mode {
+            // QEMU exits with status 0.
+            ShutdownMode::Powerdown => mmio_write32(TEST_DEVICE, 0x5555),
+            // QEMU resets the machine (or exits under -no-reboot).
+            ShutdownMode::Reboot => mmio_write32(TEST_DEVICE, 0x7777),
+            ShutdownMode::Halt => {}
+        }
+        // Halt (and the moment before a power-off takes effect): the hart
+        // stops with nothing to wake it.
+        disable_wakeups();
+        loop {
+            wfi();
+        }
+    }
+
+    fn fail(&self, code: u16) -> ! {
+        fail(code)
+    }
+
+    fn os_info(&self) -> OsInfo<'_> {
+        OsInfo {
+            kernel_release: Some(env!("CARGO_PKG_VERSION")),
+            kernel_version: Some("agent-baremetal virt-guest, riscv64 virt, no OS"),
+            machine: Some("riscv64"),
+            id: Some("qga-rs-virt-guest"),
+            name: Some("qga-rs virt-guest"),
+            pretty_name: Some(concat!("qga-rs virt-guest ", env!("CARGO_PKG_VERSION"))),
+            version: Some(env!("CARGO_PKG_VERSION")),
+            version_id: Some(env!("CARGO_PKG_VERSION")),
+            variant: None,
+            variant_id: None,
+        }
+    }
+
+    fn boot_args(&self) -> &str {
+        self.boot_args
     }
 }
 
@@ -157,13 +312,6 @@ static DMA_USED: AtomicUsize = AtomicUsize::new(0);
 /// (the guest allocates once, at start-up). Identity-mapped: physical
 /// address = pointer.
 pub struct BumpHal;
-
-impl BumpHal {
-    /// Bytes of DMA memory in use.
-    pub fn used() -> usize {
-        DMA_USED.load(Ordering::Relaxed)
-    }
-}
 
 // SAFETY: `dma_alloc` returns zeroed, page-aligned, exclusively owned RAM
 // (a region no Rust object uses, identity-mapped so the device sees the

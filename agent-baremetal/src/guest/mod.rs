@@ -1,0 +1,319 @@
+//! A whole guest agent for a machine without an operating system, minus
+//! what depends on the machine: find the console port named
+//! `org.qemu.guest_agent.0`, serve agent-core plus [`GuestCommands`] on
+//! it, sleep until an interrupt whenever there is nothing to do, and end
+//! the machine as `guest-shutdown` asks. The machine comes in as a
+//! [`Platform`]; the example guests (`virt-guest` for riscv64 `virt`, and
+//! one per further architecture) are a `Platform`, a `virtio_drivers::Hal`,
+//! their transports, and a call to [`run`].
+//!
+//! ```no_run
+//! # use agent_baremetal::guest::{self, OsInfo, Platform, ShutdownMode};
+//! # struct Machine;
+//! # impl Platform for Machine {
+//! #     fn uptime_us(&self) -> u64 { 0 }
+//! #     fn hardware_clock_ns(&self) -> i64 { 0 }
+//! #     fn wait_for_interrupt(&self, _deadline_us: Option<u64>) {}
+//! #     fn shutdown(&self, _mode: ShutdownMode) -> ! { loop {} }
+//! #     fn fail(&self, _code: u16) -> ! { loop {} }
+//! #     fn os_info(&self) -> OsInfo<'_> { OsInfo::default() }
+//! # }
+//! # fn guest<H: virtio_drivers::Hal, T: virtio_drivers::transport::Transport>(
+//! #     transports: impl Iterator<Item = (u32, T)>) -> ! {
+//! let machine = Machine; // set up: interrupt controller, timer, UART
+//! // `transports`: (a label for the log, a virtio transport) per device.
+//! guest::run::<_, H, _, 4>(&machine, transports)
+//! # }
+//! ```
+//!
+//! ## What a platform must do
+//!
+//! - **Clocks.** [`Platform::uptime_us`] is monotonic (time-outs, log
+//!   time stamps); [`Platform::hardware_clock_ns`] is the wall clock the
+//!   machine keeps (an RTC), UTC. `guest-set-time` never writes it: the
+//!   guest keeps its own offset from it (in [`GuestCommands`]).
+//! - **Sleeping.** [`Platform::wait_for_interrupt`] returns when an
+//!   interrupt of a virtio device is pending or the deadline has passed.
+//!   The serve loop acknowledges the device, works, and checks for more
+//!   work before it calls it, so the platform must not lose an interrupt
+//!   raised in between: a level-triggered line (PLIC, IOAPIC) or a
+//!   pending bit does this by itself. On riscv64 `wfi` with the
+//!   interrupt enabled in `sie` wakes even with `sstatus.SIE` off (no
+//!   trap handler needed); the platform claims and completes the PLIC's
+//!   interrupt before it sleeps again. On x86_64 `sti; hlt` (the `sti`
+//!   shadow makes the pair atomic, so an interrupt raised before it is
+//!   taken after it and ends the `hlt`), then `cli`, with a handler
+//!   that stops the interrupt from recurring: with MSI-X (edge) an EOI
+//!   is enough; a level-triggered INTx line stays asserted until the
+//!   device is acknowledged, so its handler masks the IOAPIC pin (and
+//!   the platform unmasks it before its next sleep) or reads the
+//!   device's ISR itself (harmless: the serve loop finds work from the
+//!   rings, not from the ISR). Early returns are harmless.
+//! - **Ending.** [`Platform::shutdown`] powers off, halts (processor
+//!   stopped, power on: QEMU keeps running) or resets, as
+//!   [`ShutdownMode`] says; [`Platform::fail`] ends the run as an error
+//!   (the example guests make QEMU exit with that status).
+//! - **Identity.** [`Platform::os_info`] names the image and its version
+//!   for `guest-get-osinfo`; [`Platform::host_name`] defaults to
+//!   [`HOST_NAME`], set at build time.
+//! - **Boot arguments.** [`Platform::boot_args`] (QEMU's `-append`) may
+//!   say `qga.wait=poll`: busy-wait instead of sleeping, for comparing
+//!   the two.
+
+pub mod commands;
+pub mod fdt;
+pub mod log;
+
+use agent_core::{Agent, CoreCommands, Policy};
+use virtio_drivers::transport::Transport;
+use virtio_drivers::Hal;
+
+use crate::console::{ConsoleError, PortEvent, VirtioConsole};
+use log::{log_error, log_info, log_warn};
+
+pub use commands::{GuestCommands, OsInfo, ShutdownMode};
+
+/// The port the agent serves.
+pub const AGENT_PORT: &str = "org.qemu.guest_agent.0";
+
+/// The host name `guest-get-host-name` reports unless the platform says
+/// otherwise: the `QGA_GUEST_HOST_NAME` environment variable when this
+/// crate was built, else "localhost" (qemu-ga's fallback).
+pub const HOST_NAME: &str = match option_env!("QGA_GUEST_HOST_NAME") {
+    Some(name) => name,
+    None => "localhost",
+};
+
+/// Bytes of the agent's request buffer: the largest request served
+/// (larger ones are answered with an error; the stream stays in sync).
+pub const REQUEST_BUFFER_LEN: usize = 4096;
+
+/// How long [`find_port`] waits for a console's ports to be named, in µs.
+pub const DISCOVERY_TIMEOUT_US: u64 = 200_000;
+
+/// The machine under the guest. Every method takes `&self`: the serve
+/// loop shares the platform between the commands and the port's waiting.
+pub trait Platform {
+    /// Time since boot in µs, monotonic.
+    fn uptime_us(&self) -> u64;
+
+    /// The machine's wall clock (an RTC): ns since the epoch, UTC.
+    fn hardware_clock_ns(&self) -> i64;
+
+    /// Sleep until a device interrupt is pending or `deadline_us`
+    /// ([`uptime_us`](Self::uptime_us)) has passed; `None` means no
+    /// deadline. See the module docs for what must not be lost.
+    fn wait_for_interrupt(&self, deadline_us: Option<u64>);
+
+    /// End the machine as `mode` says.
+    fn shutdown(&self, mode: ShutdownMode) -> !;
+
+    /// End the run as a failure with `code` (the example guests: QEMU
+    /// exits with that status).
+    fn fail(&self, code: u16) -> !;
+
+    /// The image's identity, for `guest-get-osinfo`.
+    fn os_info(&self) -> OsInfo<'_>;
+
+    /// The host name, for `guest-get-host-name`.
+    fn host_name(&self) -> &str {
+        HOST_NAME
+    }
+
+    /// The boot arguments (QEMU's `-append`), if the boot protocol
+    /// passes any.
+    fn boot_args(&self) -> &str {
+        ""
+    }
+}
+
+/// How the guest waits for work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WaitMode {
+    /// Sleep in [`Platform::wait_for_interrupt`] (the default).
+    Interrupt,
+    /// Busy-wait (boot argument `qga.wait=poll`): the way the first
+    /// guest worked, kept to measure against.
+    Poll,
+}
+
+impl WaitMode {
+    /// The mode the boot arguments ask for.
+    pub fn from_boot_args(args: &str) -> Self {
+        if args.split_ascii_whitespace().any(|a| a == "qga.wait=poll") {
+            WaitMode::Poll
+        } else {
+            WaitMode::Interrupt
+        }
+    }
+}
+
+/// Exit codes of [`run`]'s failures (through [`Platform::fail`]).
+pub mod exit {
+    /// No console has a port named [`AGENT_PORT`](super::AGENT_PORT), and
+    /// no console without MULTIPORT was found either.
+    pub const NO_PORT: u16 = 2;
+    /// The console failed while serving.
+    pub const CONSOLE_FAILED: u16 = 3;
+    /// The guest panicked (used by the example guests' panic handlers).
+    pub const PANIC: u16 = 4;
+}
+
+/// Wait as `mode` says: for an interrupt until `deadline_us`, or not.
+fn idle<P: Platform>(platform: &P, mode: WaitMode, deadline_us: Option<u64>) {
+    match mode {
+        WaitMode::Interrupt => platform.wait_for_interrupt(deadline_us),
+        WaitMode::Poll => core::hint::spin_loop(),
+    }
+}
+
+/// Set up a console on each transport (labelled for the log) and run
+/// its control protocol until a port named [`AGENT_PORT`] shows up, each
+/// for at most [`DISCOVERY_TIMEOUT_US`]; the console and the port to
+/// serve. A console without MULTIPORT (port 0 only) is the fallback.
+pub fn find_port<P, H, T, const PORTS: usize>(
+    platform: &P,
+    mode: WaitMode,
+    transports: impl IntoIterator<Item = (u32, T)>,
+) -> Option<(VirtioConsole<H, T, PORTS>, u32)>
+where
+    P: Platform,
+    H: Hal,
+    T: Transport,
+{
+    let mut fallback = None;
+    for (label, transport) in transports {
+        let mut console = match VirtioConsole::<H, T, PORTS>::new(transport) {
+            Ok(console) => console,
+            Err(ConsoleError::NotAConsole) => continue,
+            Err(e) => {
+                log_warn!("virtio {=u32}: console set-up failed: {}", label, e);
+                continue;
+            }
+        };
+        if !console.is_multiport() {
+            log_info!("virtio {=u32}: console without MULTIPORT", label);
+            if fallback.is_none() {
+                fallback = Some((label, console));
+            }
+            continue;
+        }
+        let deadline = platform.uptime_us().saturating_add(DISCOVERY_TIMEOUT_US);
+        while console.find(AGENT_PORT).is_none() && platform.uptime_us() < deadline {
+            console.ack_interrupt();
+            if let Err(e) = console.poll() {
+                log_warn!("virtio {=u32}: control queue failed: {}", label, e);
+                break;
+            }
+            if console.find(AGENT_PORT).is_none() && !console.has_work() {
+                idle(platform, mode, Some(deadline));
+            }
+        }
+        for (id, port) in console.ports() {
+            log_info!(
+                "virtio {=u32}: port {=u32} {=str}{=str}{=str}",
+                label,
+                id,
+                core::str::from_utf8(port.name()).unwrap_or("?"),
+                if port.is_console() { " console" } else { "" },
+                if port.is_host_connected() {
+                    " host-connected"
+                } else {
+                    ""
+                },
+            );
+        }
+        if let Some(id) = console.find(AGENT_PORT) {
+            log_info!("virtio {=u32}: serving port {=u32}", label, id);
+            return Some((console, id));
+        }
+    }
+    let (label, console) = fallback?;
+    log_info!("virtio {=u32}: serving port 0 (no MULTIPORT)", label);
+    Some((console, 0))
+}
+
+/// Serve the agent on port `id` of `console` until a `guest-shutdown`
+/// succeeds; the mode it asked for.
+pub fn serve<P, H, T, const PORTS: usize>(
+    platform: &P,
+    mode: WaitMode,
+    console: &mut VirtioConsole<H, T, PORTS>,
+    id: u32,
+) -> Result<ShutdownMode, ConsoleError>
+where
+    P: Platform,
+    H: Hal,
+    T: Transport,
+{
+    let mut port = console.open_with(id, || idle(platform, mode, None))?;
+    let commands = (CoreCommands::new(), GuestCommands::new(platform));
+    let mut agent = Agent::new([0u8; REQUEST_BUFFER_LEN], commands, Policy::new());
+    let mut chunk = [0u8; agent_core::agent::SERVE_CHUNK];
+    log_info!("agent ready on port {=u32} ({})", id, mode);
+    loop {
+        // Acknowledge first: whatever the device does from here on raises
+        // its interrupt again, so the sleep below cannot miss it.
+        port.ack_interrupt();
+        while let Some(event) = port.poll_event()? {
+            log_info!(
+                "host event: {} (transmit slots held by the device: {=usize})",
+                event,
+                port.lost_tx_buffers()
+            );
+            if event != PortEvent::HostConnected {
+                agent.reset();
+            }
+        }
+        let n = port.read_available(&mut chunk)?;
+        if let Some(input) = chunk.get(..n).filter(|i| !i.is_empty()) {
+            match agent.feed(input, &mut port) {
+                Ok(_) => {}
+                Err(ConsoleError::TransmitSlotsLost) => {
+                    return Err(ConsoleError::TransmitSlotsLost);
+                }
+                Err(e) => {
+                    log_warn!("write failed: {}; resetting the parser", e);
+                    agent.reset();
+                }
+            }
+            if let Some(mode) = agent.commands().1.shutdown_requested() {
+                return Ok(mode);
+            }
+            continue;
+        }
+        if !port.has_work() {
+            idle(platform, mode, None);
+        }
+    }
+}
+
+/// The whole guest: find the port ([`find_port`]), [`serve`] it, and end
+/// the machine as `guest-shutdown` asked ([`Platform::shutdown`]), or
+/// fail with an [`exit`] code.
+pub fn run<P, H, T, const PORTS: usize>(
+    platform: &P,
+    transports: impl IntoIterator<Item = (u32, T)>,
+) -> !
+where
+    P: Platform,
+    H: Hal,
+    T: Transport,
+{
+    let mode = WaitMode::from_boot_args(platform.boot_args());
+    let Some((mut console, id)) = find_port::<P, H, T, PORTS>(platform, mode, transports) else {
+        log_error!("no virtio console port named {=str}", AGENT_PORT);
+        platform.fail(exit::NO_PORT);
+    };
+    match serve(platform, mode, &mut console, id) {
+        Ok(shutdown) => {
+            log_info!("guest-shutdown: {}", shutdown);
+            platform.shutdown(shutdown)
+        }
+        Err(e) => {
+            log_error!("console failed: {}", e);
+            platform.fail(exit::CONSOLE_FAILED)
+        }
+    }
+}
