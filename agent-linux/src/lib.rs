@@ -3,4 +3,5 @@
 //! them as [`commands::LinuxCommands`].
 
 pub mod commands;
+pub mod options;
 pub mod table;
