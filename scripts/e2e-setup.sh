@@ -7,6 +7,9 @@
 #   - libvirt's daemon, QEMU driver and virsh (libvirt_e2e.rs starts a
 #     private libvirtd of its own in a mount namespace: no system service,
 #     no user or configuration changes here);
+#   - debootstrap and e2fsprogs (the Debian guest images of deploy_e2e.rs,
+#     made with mkfs.ext4 -d; debugfs for fsfreeze_e2e.rs), groff-base
+#     (deploy_e2e.rs checks the package's man page);
 #   - Debian's kernel, unpacked (not installed) into target/e2e/kernel:
 #     the linux-image package's files, ~70 MB, no update-initramfs;
 #   - the rustup targets for the static agent and the bare-metal guest.
@@ -24,6 +27,9 @@ command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
 [ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon)
 [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] || need+=(libvirt-daemon-driver-qemu)
 command -v virsh >/dev/null || need+=(libvirt-clients)
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || need+=(e2fsprogs)
+command -v groff >/dev/null || need+=(groff-base)
 if [ ${#need[@]} -gt 0 ]; then
   echo "e2e-setup: installing ${need[*]}"
   log=$(mktemp)

@@ -259,53 +259,12 @@ fn version() -> String {
 }
 
 fn client_usage() -> String {
-    "Usage: guest-agent client (--socket PATH | --vsock CID:PORT) [--timeout SECONDS] [--no-reset]\n\
-     \x20                         COMMAND [ARGUMENTS-JSON]\n\
-     Performs the QGA sync handshake (reset byte, guest-sync-delimited with a random id),\n\
-     sends COMMAND (e.g. guest-info, or raw JSON starting with '{') and prints the result.\n"
-        .into()
+    agent_linux::options::client_usage()
 }
 
-/// The help text.
+/// The help text (rendered from `agent_linux::options`, as the man page is).
 pub fn usage() -> String {
-    format!(
-        "Usage: guest-agent [-m <method> -p <path>] [<options>]\n\
-         guest-agent {}: a QEMU Guest Agent (qemu-ga compatible)\n\n\
-         \x20 -c, --config      configuration file (default /etc/qemu/qemu-ga.conf, or $QGA_CONF)\n\
-         \x20 -m, --method      transport method: one of unix-listen, virtio-serial,\n\
-         \x20                   isa-serial, or vsock-listen (virtio-serial is the default)\n\
-         \x20 -p, --path        device/socket path (the default for virtio-serial is:\n\
-         \x20                   /dev/virtio-ports/org.qemu.guest_agent.0,\n\
-         \x20                   the default for isa-serial is: /dev/ttyS0).\n\
-         \x20                   Socket addresses for vsock-listen are written as <cid>:<port>.\n\
-         \x20 -l, --logfile     set logfile path, logs to stderr by default\n\
-         \x20 -f, --pidfile     specify pidfile (default is /var/run/qemu-ga.pid)\n\
-         \x20 -F, --fsfreeze-hook\n\
-         \x20                   enable fsfreeze hook; an optional attached argument names the\n\
-         \x20                   script (default is /etc/qemu/fsfreeze-hook), e.g. -F/path/hook\n\
-         \x20 -t, --statedir    specify dir to store state information (default is /var/run)\n\
-         \x20 -v, --verbose     log extra debugging information\n\
-         \x20 -V, --version     print version information and exit\n\
-         \x20 -d, --daemonize   become a daemon\n\
-         \x20 -b, --block-rpcs  comma-separated list of RPCs to disable (\"help\" lists RPCs)\n\
-         \x20 -a, --allow-rpcs  comma-separated list of RPCs to enable (\"help\" lists RPCs)\n\
-         \x20 -D, --dump-conf   dump a config file of the current options to stdout\n\
-         \x20 -r, --retry-path  re-open the path if it is unavailable or closed by an error\n\
-         \x20 --fsfreeze-hook-timeout SECONDS\n\
-         \x20                   kill the fsfreeze hook after SECONDS and fail the freeze or\n\
-         \x20                   thaw (default 60)\n\
-         \x20 --fsfreeze-auto-thaw SECONDS\n\
-         \x20                   thaw by ourselves when no guest-fsfreeze-thaw comes within\n\
-         \x20                   SECONDS of a freeze (default 0: never, as qemu-ga)\n\
-         \x20 --guest-info-version VERSION\n\
-         \x20                   the version guest-info reports (default {}: the QEMU\n\
-         \x20                   release whose guest agent this one matches)\n\
-         \x20 -h, --help        display this help and exit\n\n\
-         {}",
-        env!("CARGO_PKG_VERSION"),
-        crate::config::GUEST_INFO_VERSION,
-        client_usage()
-    )
+    agent_linux::options::usage(env!("CARGO_PKG_VERSION"))
 }
 
 #[cfg(test)]
@@ -383,6 +342,57 @@ mod tests {
         assert!(
             matches!(parse_strs(&["--help"]), Ok(Invocation::Print(s)) if s.contains("--retry-path"))
         );
+    }
+
+    /// Every option that `--help` and the man page list is one the parser
+    /// takes, in both its short and long forms and with its argument.
+    #[test]
+    fn parser_takes_every_documented_option() {
+        use agent_linux::options::{OptionDoc, Value, AGENT_OPTIONS, CLIENT_OPTIONS};
+        fn forms(option: &OptionDoc) -> Vec<Vec<String>> {
+            let value = match option.value {
+                Value::None => None,
+                Value::Required("SECONDS") => Some("7"),
+                Value::Required("CID:PORT") => Some("3:1234"),
+                Value::Required(_) | Value::Attached(_) => Some("x"),
+            };
+            let mut forms = Vec::new();
+            let mut long = vec![format!("--{}", option.long)];
+            let mut short = option.short.map(|c| vec![format!("-{c}")]);
+            if let Some(v) = value {
+                long = vec![format!("--{}={v}", option.long)];
+                short = option.short.map(|c| match option.value {
+                    Value::Attached(_) => vec![format!("-{c}{v}")],
+                    _ => vec![format!("-{c}"), v.to_string()],
+                });
+            }
+            forms.push(long);
+            forms.extend(short);
+            forms
+        }
+        for option in AGENT_OPTIONS {
+            for args in forms(option) {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                assert!(parse_strs(&args).is_ok(), "{args:?}");
+            }
+        }
+        for option in CLIENT_OPTIONS {
+            for args in forms(option) {
+                let mut all = vec!["client"];
+                if option.long != "socket" && option.long != "vsock" {
+                    all.extend(["--socket", "/s"]);
+                }
+                all.extend(args.iter().map(String::as_str));
+                all.push("guest-ping");
+                let result = parse_strs(&all);
+                if option.long == "help" {
+                    // `client --help` prints its usage as a usage "error".
+                    assert!(result.unwrap_err().0.contains("--no-reset"));
+                } else {
+                    assert!(result.is_ok(), "{all:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,12 +12,9 @@ pub const DEFAULT_CONFIG: &str = "/etc/qemu/qemu-ga.conf";
 pub const DEFAULT_PIDFILE: &str = "/var/run/qemu-ga.pid";
 /// The default state directory.
 pub const DEFAULT_STATEDIR: &str = "/var/run";
-/// The version `guest-info` reports unless configured: the QEMU release
-/// whose guest agent this one matches, command for command. Hosts read the
-/// field as a QEMU version and gate commands on it (KubeVirt on
-/// guest-get-load, "≥ 10.0.0"); our own version would read as 0.x, older
-/// than every QEMU. `-V` prints our own version.
-pub const GUEST_INFO_VERSION: &str = "10.2.0";
+/// The version `guest-info` reports unless configured (documented, and
+/// shown by `--help`, with the option table).
+pub use agent_linux::options::GUEST_INFO_VERSION;
 /// The default fsfreeze hook.
 pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
 

@@ -297,6 +297,7 @@ pub fn base64(data: &[u8]) -> String {
 
 pub mod baremetal;
 pub mod conformance;
+pub mod debian_guest;
 pub mod libvirt;
 pub mod linux_guest;
 

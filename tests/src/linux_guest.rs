@@ -258,14 +258,14 @@ pub fn assets() -> &'static Assets {
 }
 
 /// Copy `src` (following symlinks) to `root` + `at`, keeping the mode.
-fn install(src: &Path, root: &Path, at: &str) {
+pub(crate) fn install(src: &Path, root: &Path, at: &str) {
     let dest = root.join(at.trim_start_matches('/'));
     fs::create_dir_all(dest.parent().expect("a parent")).expect("mkdir");
     fs::copy(src, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
 }
 
 /// Write an executable file.
-fn write_exec(path: &Path, text: &str) {
+pub(crate) fn write_exec(path: &Path, text: &str) {
     fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
     fs::write(path, text).expect("write script");
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -273,7 +273,7 @@ fn write_exec(path: &Path, text: &str) {
 
 /// A module as an uncompressed `.ko` (decompressing `.xz`, `.zst`, `.gz`
 /// with the host's tools).
-fn module_bytes(path: &Path) -> Vec<u8> {
+pub(crate) fn module_bytes(path: &Path) -> Vec<u8> {
     let name = path.to_string_lossy();
     let tool = if name.ends_with(".xz") {
         "xz"
@@ -621,7 +621,7 @@ pub fn sh_quote(word: &str) -> String {
 }
 
 /// Run a host tool; panics with its output when it fails.
-fn run_tool(cmd: &mut Command) -> String {
+pub(crate) fn run_tool(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("run {cmd:?}: {e} ({SETUP_HINT})"));
@@ -662,7 +662,7 @@ pub fn ext4_sector_of(img: &Path, file: &str, offset: u64) -> u64 {
 }
 
 /// Write a newc cpio archive of everything under `root` to `out`.
-fn cpio_of(root: &Path, out: &Path) {
+pub(crate) fn cpio_of(root: &Path, out: &Path) {
     let file = File::create(out).expect("create cpio");
     let status = Command::new("sh")
         .args(["-c", "find . | LC_ALL=C sort | cpio -o -H newc --quiet"])
@@ -1078,7 +1078,7 @@ pub struct HostConn {
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl HostConn {
-    fn new(stream: UnixStream) -> HostConn {
+    pub(crate) fn new(stream: UnixStream) -> HostConn {
         HostConn {
             stream,
             client: Client::new(vec![0u8; 1 << 20]),
