@@ -74,7 +74,7 @@ impl<'b, const ARGS: usize> Validated<'b, ARGS> {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum FrameError<'b> {
-    /// A lexical error: "JSON parse error, stray '<token>'".
+    /// A lexical error: "JSON parse error, stray '`token`'".
     Stray(StrayToken<'b>),
     /// "JSON token size limit exceeded" (64 MiB of tokens in one message,
     /// or one token longer than that).

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`time`] | `guest-get-time`, `guest-set-time` |
 //! | [`power`] | `guest-shutdown`, `guest-suspend-{disk,ram,hybrid}` |
-//! | [`file`] | `guest-file-{open,close,read,write,seek,flush}` |
+//! | [`file`](mod@file) | `guest-file-{open,close,read,write,seek,flush}` |
 //! | [`stage`] | large guest-file-write data, staged as it arrives |
 //! | [`fs`] | `guest-fsfreeze-*`, `guest-fstrim`, `guest-get-fsinfo` |
 //! | [`freeze`] | the frozen state, its hook, thaw on exit, the auto-thaw watchdog |

@@ -63,7 +63,7 @@ fn quoted(path: &Path) -> String {
 
 /// The file's lines as `g_strsplit(contents, "\n", -1)` gives them from
 /// `g_file_get_contents`: a C string, so cut at the first NUL; no lines
-/// at all for an empty one. Errors are "failed to read '<path>': " and
+/// at all for an empty one. Errors are "failed to read '`path`': " and
 /// GLib's message.
 fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>, Error> {
     let fail = |what: &str, e: std::io::Error| {
