@@ -711,7 +711,7 @@ fn escape_char(out: &mut dyn Output, ch: char) -> Result<(), SinkError> {
 }
 
 /// Write `s` as a quoted JSON string.
-pub fn escape_str(out: &mut dyn Output, s: &str) -> Result<(), SinkError> {
+pub(crate) fn escape_str(out: &mut dyn Output, s: &str) -> Result<(), SinkError> {
     out.put(b"\"")?;
     escape_str_body(out, s)?;
     out.put(b"\"")
@@ -794,7 +794,7 @@ fn escape_body_bytes(out: &mut dyn Output, bytes: &[u8]) -> Result<(), SinkError
 }
 
 /// Write the characters of `chars` as a quoted JSON string.
-pub fn escape_chars(
+pub(crate) fn escape_chars(
     out: &mut dyn Output,
     chars: impl Iterator<Item = char>,
 ) -> Result<(), SinkError> {
@@ -833,7 +833,7 @@ impl fmt::Write for Escaper<'_> {
 }
 
 /// Write the [`Display`](fmt::Display) text of `d` as a quoted JSON string.
-pub fn escape_display(out: &mut dyn Output, d: &dyn fmt::Display) -> Result<(), SinkError> {
+pub(crate) fn escape_display(out: &mut dyn Output, d: &dyn fmt::Display) -> Result<(), SinkError> {
     out.put(b"\"")?;
     let mut escaper = Escaper {
         out: &mut *out,
