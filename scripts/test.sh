@@ -27,9 +27,10 @@ command -v python3 >/dev/null || { apt-get update && apt-get install -y --no-ins
 # QEMU, qemu-ga, busybox, cpio, Debian's kernel, musl target (for the e2e tests).
 bash scripts/e2e-setup.sh
 
-echo "== fmt and clippy"
+echo "== fmt, clippy and docs (warnings are errors)"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps --workspace
 # agent-core without its `speed` feature (the workspace build enables it).
 cargo clippy -p agent-core --all-targets -- -D warnings
 
@@ -53,6 +54,8 @@ for t in "${targets[@]}"; do files+=("target/$t/min-size/examples/footprint"); d
 python3 scripts/elf_sizes.py "${files[@]}"
 echo "== stack: the deepest Agent::feed reaches (stack painting, x86_64 host frames)"
 cargo run -q --profile min-size -p agent-baremetal --example stack_depth
+echo "== instructions per request (callgrind, whole process, pipelined)"
+bash scripts/instructions.sh
 echo "== installed size on Linux: static guest-agent against qemu-ga and its libraries"
 bash scripts/binary_sizes.sh
 
@@ -69,8 +72,11 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
-# agent-core alone, without the `speed` feature that the workspace enables.
+# agent-core alone, without the `speed` feature that the workspace enables,
+# and with `serde`.
 cargo test -p agent-core 2>&1 | tee -a "$log"
+status=$(( status | PIPESTATUS[0] ))
+cargo test -p agent-core --features serde --lib 2>&1 | tee -a "$log"
 status=$(( status | PIPESTATUS[0] ))
 # One closing line for the whole workspace (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }

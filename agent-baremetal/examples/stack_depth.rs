@@ -16,6 +16,8 @@
 //! arrays, extreme floats, long escaped strings), `guest-info`, and a
 //! request larger than the buffer. Host frames are 64-bit x86 frames; the
 //! figure is an upper bound for 32-bit targets, whose frames are smaller.
+//! The agent itself is the caller's (here on the heap): its size is
+//! printed beside the stack figure.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -55,26 +57,33 @@ mod host {
         top
     }
 
+    /// The agent under test: the caller's memory, not `feed`'s stack
+    /// (`size_of::<Agent>()` is printed on its own).
+    type TestAgent = Agent<'static, Vec<u8>, CoreCommands>;
+
     /// Stack bytes used below this frame while `work` runs.
     #[inline(never)]
-    fn measure(work: fn(&[Vec<u8>]), inputs: &[Vec<u8>]) -> usize {
+    fn measure(
+        work: fn(&mut TestAgent, &mut Vec<u8>, &[Vec<u8>]),
+        agent: &mut TestAgent,
+        out: &mut Vec<u8>,
+        inputs: &[Vec<u8>],
+    ) -> usize {
         let bottom = paint();
         let here = 0u8;
         let top = black_box(&here) as *const u8 as usize;
-        work(black_box(inputs));
+        work(black_box(agent), black_box(out), black_box(inputs));
         top - lowest_touched(bottom, top)
     }
 
-    fn nothing(inputs: &[Vec<u8>]) {
-        black_box(inputs);
+    fn nothing(agent: &mut TestAgent, out: &mut Vec<u8>, inputs: &[Vec<u8>]) {
+        black_box((agent, out, inputs));
     }
 
     #[inline(never)]
-    fn feed_all(inputs: &[Vec<u8>]) {
-        let mut agent = Agent::new(vec![0u8; 64 * 1024], CoreCommands::new(), Policy::new());
-        let mut out = Vec::with_capacity(1 << 20);
+    fn feed_all(agent: &mut TestAgent, out: &mut Vec<u8>, inputs: &[Vec<u8>]) {
         for input in inputs {
-            let _ = agent.feed(input, &mut out);
+            let _ = agent.feed(input, out);
             agent.reset();
             out.clear();
         }
@@ -135,11 +144,17 @@ mod host {
         let (base, used, mut each) = std::thread::Builder::new()
             .stack_size(4 << 20)
             .spawn(move || {
-                let base = measure(nothing, &inputs);
-                let used = measure(feed_all, &inputs);
+                let mut agent = Box::new(Agent::new(
+                    vec![0u8; 64 * 1024],
+                    CoreCommands::new(),
+                    Policy::new(),
+                ));
+                let mut out = Vec::with_capacity(1 << 20);
+                let base = measure(nothing, &mut agent, &mut out, &inputs);
+                let used = measure(feed_all, &mut agent, &mut out, &inputs);
                 let each: Vec<usize> = inputs
                     .chunks(1)
-                    .map(|one| measure(feed_all, one).saturating_sub(base))
+                    .map(|one| measure(feed_all, &mut agent, &mut out, one).saturating_sub(base))
                     .collect();
                 (base, used, each.into_iter().zip(names).collect::<Vec<_>>())
             })
@@ -147,8 +162,10 @@ mod host {
             .join()
             .expect("join");
         println!(
-            "feed stack high-water: {} bytes over {n} inputs (measured {used}, baseline {base})",
-            used.saturating_sub(base)
+            "feed stack high-water: {} bytes over {n} inputs (measured {used}, baseline {base}); \
+             size_of::<Agent>() = {} bytes besides its buffer",
+            used.saturating_sub(base),
+            std::mem::size_of::<Agent<'static, &'static mut [u8], CoreCommands>>()
         );
         each.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
         for (bytes, name) in each.iter().take(5) {

@@ -14,20 +14,27 @@
 
 use embedded_io::{Read, Write};
 
-use crate::dispatch::{self, Commands, Info, Policy};
+use crate::dispatch::{self, Policy};
 use crate::framer::{Frame, Framer};
 use crate::response::{write_error, ErrorClass};
+use crate::table::Commands;
+use crate::writer::{Output, Sink, SinkError};
 
 /// Bytes read per [`Agent::serve`] iteration.
 pub const SERVE_CHUNK: usize = 512;
 
+/// The default size of the parser's table of `arguments` members.
+pub const DEFAULT_ARGS: usize = 8;
+
 /// A guest agent: feed it bytes, it writes responses.
 ///
 /// `B` is the request buffer (its size is the largest request accepted),
-/// `C` the command table. Memory use is `B` plus the size of this struct;
-/// nothing is allocated.
-pub struct Agent<'p, B, C> {
-    framer: Framer<B>,
+/// `C` the command table, `ARGS` how many members of a request's
+/// `arguments` the parser records (more are served too, by walking the
+/// request; qemu-ga's commands take at most five). Memory use is `B` plus
+/// the size of this struct; nothing is allocated.
+pub struct Agent<'p, B, C, const ARGS: usize = DEFAULT_ARGS> {
+    framer: Framer<B, ARGS>,
     commands: C,
     policy: Policy<'p>,
     version: &'p str,
@@ -38,6 +45,14 @@ impl<'p, B: AsRef<[u8]> + AsMut<[u8]>, C: Commands> Agent<'p, B, C> {
     /// `policy`. Its `guest-info` version is this crate's version until
     /// [`with_version`](Self::with_version) says otherwise.
     pub fn new(buf: B, commands: C, policy: Policy<'p>) -> Self {
+        Agent::sized(buf, commands, policy)
+    }
+}
+
+impl<'p, B: AsRef<[u8]> + AsMut<[u8]>, C: Commands, const ARGS: usize> Agent<'p, B, C, ARGS> {
+    /// [`new`](Agent::new), with a table of `ARGS` argument members
+    /// (`let agent: Agent<_, _, 16> = Agent::sized(...)`).
+    pub fn sized(buf: B, commands: C, policy: Policy<'p>) -> Self {
         Agent {
             framer: Framer::new(buf),
             commands,
@@ -62,19 +77,30 @@ impl<'p, B: AsRef<[u8]> + AsMut<[u8]>, C: Commands> Agent<'p, B, C> {
         &mut self.commands
     }
 
+    /// The command table, the agent given up.
+    pub fn into_commands(self) -> C {
+        self.commands
+    }
+
     /// The policy.
     pub fn policy_mut(&mut self) -> &mut Policy<'p> {
         &mut self.policy
     }
 
-    /// Drop any partial request and error recovery: call it when the peer
-    /// is known to have gone (a new connection on a socket transport, the
-    /// host side of a virtio port closing).
+    /// Drop any partial request, any error recovery under way, and any
+    /// long string spilled for it: the next byte starts afresh.
+    ///
+    /// **Call it whenever the peer is known to have changed**: a new
+    /// connection on a socket transport; the host side of a virtio port
+    /// closing (and so before the next host opens it); a write error from
+    /// [`feed`](Self::feed). A half-sent request of a client that went away
+    /// would otherwise poison the next client's first request, which then
+    /// gets parse errors until it sends a reset byte (0xFF), and clients
+    /// that never send one (libvirt) stay wedged. Transports without
+    /// connection events (a serial line) cannot know, and keep the input,
+    /// as qemu-ga does.
     pub fn reset(&mut self) {
-        self.framer.reset();
-        if let Some(spill) = self.commands.spill() {
-            spill.discard();
-        }
+        self.framer.reset(self.commands.spill());
     }
 
     /// Whether no partial request is pending.
@@ -83,17 +109,22 @@ impl<'p, B: AsRef<[u8]> + AsMut<[u8]>, C: Commands> Agent<'p, B, C> {
     }
 
     /// Consume `input`: every request completed by it is dispatched and its
-    /// response (or protocol error) written to `out` before the next is
-    /// read. Returns the bytes consumed, always all of `input`.
+    /// response (or protocol error) written to `out`, which is flushed
+    /// after each; the rest stays pending for the next call. All of `input`
+    /// is taken, however it is cut: the same bytes in any pieces give the
+    /// same output.
     ///
-    /// On a write error the request being answered has been consumed and
-    /// the rest of `input` has not; the peer is usually gone, so
-    /// [`reset`](Self::reset) before serving the next one.
-    pub fn feed<W: Write + ?Sized>(
-        &mut self,
-        input: &[u8],
-        out: &mut W,
-    ) -> Result<usize, W::Error> {
+    /// A write error stops it (the rest of `input` is not read): the peer
+    /// is usually gone, so [`reset`](Self::reset) before serving the next.
+    #[inline(never)]
+    pub fn feed<W: Write + ?Sized>(&mut self, input: &[u8], out: &mut W) -> Result<(), W::Error> {
+        let mut sink = Sink::new(out);
+        let result = self.feed_output(input, &mut sink);
+        sink.result(result)
+    }
+
+    #[inline(never)]
+    fn feed_output(&mut self, input: &[u8], out: &mut dyn Output) -> Result<(), SinkError> {
         let Agent {
             framer,
             commands,
@@ -102,33 +133,27 @@ impl<'p, B: AsRef<[u8]> + AsMut<[u8]>, C: Commands> Agent<'p, B, C> {
         } = self;
         let mut used = 0usize;
         while let Some(rest) = input.get(used..).filter(|r| !r.is_empty()) {
-            let (n, frame) = framer.push_spilling(rest, commands.spill());
+            let (n, frame) = framer.push(rest, commands.spill());
             used = used.saturating_add(n);
-            match frame {
-                Some(Frame::Value(bytes)) => {
-                    dispatch::dispatch(bytes, commands, policy, Info { version }, out)?;
-                    out.flush()?;
+            let result = match frame {
+                Some(Frame::Valid(frame)) => {
+                    dispatch::answer(frame, commands, policy, version, out)
                 }
-                Some(Frame::Spilled { value, at }) => {
-                    let info = Info { version };
-                    let result =
-                        dispatch::dispatch_spilled(value, Some(at), commands, policy, info, out);
-                    if let Some(spill) = commands.spill() {
-                        spill.discard();
-                    }
-                    result?;
-                    out.flush()?;
+                Some(Frame::Invalid(error)) => {
+                    dispatch::log_protocol_error("parse", &error);
+                    write_error(out, None, ErrorClass::GenericError, &error)
                 }
                 Some(Frame::Error(error)) => {
-                    #[cfg(feature = "defmt")]
-                    defmt::warn!("protocol error (framer): {}", error);
-                    write_error(out, None, ErrorClass::GenericError, &error)?;
-                    out.flush()?;
+                    dispatch::log_protocol_error("framer", &error);
+                    write_error(out, None, ErrorClass::GenericError, &error)
                 }
-                None => {}
-            }
+                None => continue,
+            };
+            framer.done(commands.spill());
+            result?;
+            out.flush()?;
         }
-        Ok(used)
+        Ok(())
     }
 
     /// Serve `port` until it reports end of input (a read of 0 bytes):
@@ -154,6 +179,7 @@ mod tests {
     )]
     use super::*;
     use crate::CoreCommands;
+    use std::string::String;
     use std::vec::Vec;
 
     /// A port that reads from a script and fails writes after `budget` bytes.
@@ -243,12 +269,18 @@ mod tests {
 
     #[test]
     fn feed_consumes_everything() {
-        let mut agent = Agent::new([0u8; 16], CoreCommands::new(), Policy::new());
+        let mut agent = Agent::new([0u8; 64], CoreCommands::new(), Policy::new());
         let mut out = Vec::new();
         let input = b"{\"execute\":\"guest-ping\"} \xff [1] {\"a\"";
-        assert_eq!(agent.feed(input, &mut out).unwrap(), input.len());
-        assert_eq!(agent.commands().list().count(), 4);
-        agent.policy_mut().set_frozen(true);
+        agent.feed(input, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"return\": {}}\n\
+             {\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\n\
+             {\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input must be a JSON object\"}}\n"
+        );
+        // `{"a"` is pending.
+        assert!(!agent.is_idle());
         let _ = agent.commands_mut();
     }
 }
@@ -259,10 +291,12 @@ mod size {
     use crate::CoreCommands;
 
     /// The agent's own state, the caller's buffer excluded (a reference
-    /// here), is small: it can live on a bare-metal stack.
+    /// here), is small: it can live on a bare-metal stack. Printed, and
+    /// held to a bound so that it cannot grow unnoticed.
     #[test]
     fn agent_state_is_small() {
         let size = core::mem::size_of::<Agent<'static, &'static mut [u8], CoreCommands>>();
-        assert!(size <= 256, "Agent is {size} bytes");
+        std::println!("size_of::<Agent>() = {size} bytes (buffer excluded, ARGS = 8)");
+        assert!(size <= 1536, "Agent is {size} bytes");
     }
 }

@@ -49,8 +49,8 @@ use embedded_io::Write;
 
 use crate::framer::{Frame, FrameError, Framer};
 use crate::json::{JsonStr, Value, ValueKind};
-use crate::parser::{self, ParseError};
-use crate::writer::{escape_str, JsonWriter};
+use crate::parser::ParseError;
+use crate::writer::{escape_str, JsonWriter, Output, Sink, SinkError};
 
 /// Which sync command the handshake uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,8 +93,14 @@ pub enum ClientError<'a> {
 impl fmt::Display for ClientError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Frame(e) => write!(f, "invalid agent output: {e}"),
-            ClientError::Parse(e) => write!(f, "invalid agent output: {e}"),
+            ClientError::Frame(e) => {
+                f.write_str("invalid agent output: ")?;
+                e.fmt(f)
+            }
+            ClientError::Parse(e) => {
+                f.write_str("invalid agent output: ")?;
+                e.fmt(f)
+            }
             ClientError::NotAResponse => f.write_str("agent output is not a response"),
         }
     }
@@ -168,7 +174,7 @@ pub type SyncRequest = heapless::Vec<u8, 96>;
 /// the largest response expected.
 #[derive(Debug)]
 pub struct Client<B> {
-    framer: Framer<B>,
+    framer: Framer<B, 0>,
     state: State,
     mode: SyncMode,
     id: i64,
@@ -195,7 +201,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Client<B> {
     pub fn begin_sync(&mut self, id: i64, mode: SyncMode) -> SyncRequest {
         self.id = id;
         self.mode = mode;
-        self.framer.reset();
+        self.framer.reset(None);
         self.state = match mode {
             SyncMode::Delimited => State::AwaitSentinel,
             SyncMode::Plain => State::AwaitReply,
@@ -222,13 +228,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Client<B> {
         execute: &str,
         arguments: Option<&[u8]>,
     ) -> Result<(), W::Error> {
-        out.write_all(b"{\"execute\": ")?;
-        escape_str(out, execute)?;
-        if let Some(arguments) = arguments {
-            out.write_all(b", \"arguments\": ")?;
-            out.write_all(arguments)?;
-        }
-        out.write_all(b"}\n")
+        let mut sink = Sink::new(out);
+        let result = write_request(&mut sink, execute, arguments);
+        sink.result(result)
     }
 
     /// Consume agent output until something happens or the input is used
@@ -244,7 +246,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Client<B> {
                 State::AwaitSentinel => match rest.iter().position(|&b| b == crate::SENTINEL) {
                     Some(at) => {
                         used = used.saturating_add(at).saturating_add(1);
-                        self.framer.reset();
+                        self.framer.reset(None);
                         self.state = State::AwaitReply;
                     }
                     None => return (input.len(), None),
@@ -259,16 +261,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Client<B> {
                     let window = rest.get(..sentinel.unwrap_or(rest.len())).unwrap_or(rest);
                     if window.is_empty() {
                         used = used.saturating_add(1);
-                        self.framer.reset();
+                        self.framer.reset(None);
                         continue;
                     }
-                    let (n, frame) = self.framer.push(window);
+                    let (n, frame) = self.framer.push(window, None);
                     used = used.saturating_add(n);
                     let matched = match frame {
-                        Some(Frame::Value(bytes) | Frame::Spilled { value: bytes, .. }) => {
-                            Some(is_sync_reply(bytes, self.id))
-                        }
-                        Some(Frame::Error(_)) => Some(false),
+                        Some(Frame::Valid(frame)) => Some(is_sync_reply(frame.message(), self.id)),
+                        Some(Frame::Invalid(_) | Frame::Error(_)) => Some(false),
                         None => None,
                     };
                     match matched {
@@ -283,20 +283,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Client<B> {
                     }
                 }
                 State::Unsynced | State::Synced => {
-                    let (n, frame) = self.framer.push(rest);
+                    let (n, frame) = self.framer.push(rest, None);
                     let used = used.saturating_add(n);
                     let event = match frame {
                         None => return (used, None),
                         Some(Frame::Error(e)) => Event::Invalid(ClientError::Frame(e)),
-                        Some(Frame::Value(bytes) | Frame::Spilled { value: bytes, .. }) => {
-                            match parser::validate(bytes) {
-                                Err(e) => Event::Invalid(ClientError::Parse(e)),
-                                Ok(()) => {
-                                    match Value::parse(bytes).and_then(Response::from_value) {
-                                        Some(response) => Event::Response(response),
-                                        None => Event::Invalid(ClientError::NotAResponse),
-                                    }
-                                }
+                        Some(Frame::Invalid(e)) => Event::Invalid(ClientError::Parse(e)),
+                        Some(Frame::Valid(frame)) => {
+                            match Value::first_unchecked(frame.message())
+                                .and_then(Response::from_value)
+                            {
+                                Some(response) => Event::Response(response),
+                                None => Event::Invalid(ClientError::NotAResponse),
                             }
                         }
                     };
@@ -307,19 +305,34 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Client<B> {
     }
 }
 
-fn is_sync_reply(bytes: &[u8], id: i64) -> bool {
-    parser::validate(bytes).is_ok()
-        && Value::parse(bytes)
-            .and_then(Response::from_value)
-            .is_some_and(|r| matches!(r.outcome, Outcome::Return(v) if v.as_i64() == Some(id)))
+/// Whether `message`, which the parser accepted, is the reply to the sync
+/// request with `id`.
+fn is_sync_reply(message: &[u8], id: i64) -> bool {
+    Value::first_unchecked(message)
+        .and_then(Response::from_value)
+        .is_some_and(|r| matches!(r.outcome, Outcome::Return(v) if v.as_i64() == Some(id)))
 }
 
-fn write_sync<W: Write + ?Sized>(out: &mut W, command: &str, id: i64) -> Result<(), W::Error> {
-    out.write_all(b"{\"execute\": ")?;
+fn write_request(
+    out: &mut dyn Output,
+    execute: &str,
+    arguments: Option<&[u8]>,
+) -> Result<(), SinkError> {
+    out.put(b"{\"execute\": ")?;
+    escape_str(out, execute)?;
+    if let Some(arguments) = arguments {
+        out.put(b", \"arguments\": ")?;
+        out.put(arguments)?;
+    }
+    out.put(b"}\n")
+}
+
+fn write_sync(out: &mut dyn Output, command: &str, id: i64) -> Result<(), SinkError> {
+    out.put(b"{\"execute\": ")?;
     escape_str(out, command)?;
-    out.write_all(b", \"arguments\": {\"id\": ")?;
+    out.put(b", \"arguments\": {\"id\": ")?;
     JsonWriter::new(&mut *out).i64(id)?;
-    out.write_all(b"}}\n")
+    out.put(b"}}\n")
 }
 
 /// `embedded_io::Write` over a `heapless::Vec`, failing when full.

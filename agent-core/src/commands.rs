@@ -1,5 +1,7 @@
 //! The commands every agent has: `guest-sync-delimited`, `guest-sync`,
-//! `guest-ping` and `guest-info` (PROTOCOL.md §4 and §7).
+//! `guest-ping` and `guest-info` (PROTOCOL.md §4 and §7), as table
+//! entries any table can list, and [`CoreCommands`], a table of just
+//! those.
 //!
 //! ```
 //! use agent_core::{Agent, CoreCommands, Policy};
@@ -16,22 +18,67 @@
 //! );
 //! ```
 
-use embedded_io::Write;
+use core::convert::Infallible;
 
 use crate::args::Args;
-use crate::dispatch::{CommandInfo, Commands};
-use crate::response::{ErrorClass, Replied, Reply};
+use crate::response::Reply;
+use crate::table::{Command, Commands, Outcome};
 
-/// The core command table, in qemu-ga's registration order.
-const TABLE: [CommandInfo; 4] = [
-    CommandInfo::new("guest-sync-delimited"),
-    CommandInfo::new("guest-sync"),
-    CommandInfo::new("guest-ping"),
-    CommandInfo::new("guest-info"),
-];
+impl<T: Commands> Command<T> {
+    /// `guest-sync-delimited`: the sentinel byte, then `id` echoed.
+    pub const fn guest_sync_delimited() -> Self {
+        Command::new("guest-sync-delimited", sync_delimited::<T>).allowed_while_frozen()
+    }
 
-/// The core commands. `guest-info` is answered by the dispatcher, which
-/// sees the whole table; this set only registers it.
+    /// `guest-sync`: `id` echoed.
+    pub const fn guest_sync() -> Self {
+        Command::new("guest-sync", sync::<T>).allowed_while_frozen()
+    }
+
+    /// `guest-ping`: `{}`.
+    pub const fn guest_ping() -> Self {
+        Command::new("guest-ping", ping::<T>).allowed_while_frozen()
+    }
+}
+
+/// The four core commands, in qemu-ga's registration order.
+pub const fn core_commands<T: Commands>() -> [Command<T>; 4] {
+    [
+        Command::guest_sync_delimited(),
+        Command::guest_sync(),
+        Command::guest_ping(),
+        Command::guest_info(),
+    ]
+}
+
+fn sync_delimited<'a, T: Commands>(_: &mut T, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, T> {
+    echo::<T>(args, reply, true)
+}
+
+fn sync<'a, T: Commands>(_: &mut T, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, T> {
+    echo::<T>(args, reply, false)
+}
+
+/// The sync commands: `id` (an `int`) echoed, after the sentinel if
+/// `delimit`. Argument errors go without a sentinel, as in qemu-ga.
+fn echo<'a, T: Commands>(args: &Args<'a>, mut reply: Reply<'_>, delimit: bool) -> Outcome<'a, T> {
+    let id = args.int("id")?;
+    args.finish()?;
+    if delimit {
+        reply.delimit();
+    }
+    let mut value = reply.ok()?;
+    value.i64(id)?;
+    Ok(value.finish()?)
+}
+
+fn ping<'a, T: Commands>(_: &mut T, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, T> {
+    args.finish()?;
+    Ok(reply.ok_empty()?)
+}
+
+/// A table of the four commands every agent has: `guest-sync-delimited`,
+/// `guest-sync`, `guest-ping` and `guest-info`.
 #[derive(Clone, Copy, Debug, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct CoreCommands {
@@ -39,48 +86,20 @@ pub struct CoreCommands {
 }
 
 impl CoreCommands {
-    /// The core command set.
+    const COMMANDS: [Command<Self>; 4] = core_commands();
+
+    /// The core command table.
     pub const fn new() -> Self {
         CoreCommands { _private: () }
     }
 }
 
 impl Commands for CoreCommands {
-    fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
-        TABLE.into_iter()
-    }
+    type Error = Infallible;
 
-    fn call<W: Write + ?Sized>(
-        &mut self,
-        name: &str,
-        args: Args<'_>,
-        mut reply: Reply<'_, W>,
-    ) -> Result<Replied, W::Error> {
-        match name {
-            "guest-sync" | "guest-sync-delimited" => {
-                let id = match args
-                    .int("id")
-                    .and_then(|id| args.reject_unknown(&["id"]).map(|()| id))
-                {
-                    Ok(id) => id,
-                    Err(e) => return reply.error(e.class(), &e),
-                };
-                if name == "guest-sync-delimited" {
-                    reply.delimit();
-                }
-                let mut value = reply.ok()?;
-                value.i64(id)?;
-                value.finish()
-            }
-            "guest-ping" => match args.reject_unknown(&[]) {
-                Ok(()) => reply.ok_empty(),
-                Err(e) => reply.error(e.class(), &e),
-            },
-            _ => reply.error(
-                ErrorClass::GenericError,
-                &"guest-info is answered by the agent's dispatcher",
-            ),
-        }
+    #[inline(never)]
+    fn commands(&self) -> &[Command<Self>] {
+        &Self::COMMANDS
     }
 }
 

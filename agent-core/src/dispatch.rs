@@ -1,172 +1,42 @@
-//! Command tables, the block/allow policy, and dispatching one framed
-//! request to its handler (PROTOCOL.md §3 and §5).
+//! Answering one accepted request (PROTOCOL.md §3 and §5): the envelope,
+//! the command's lookup, the block/allow policy and the frozen state, the
+//! handler, and `guest-info`, which only the dispatcher can answer: it
+//! sees the whole table.
 //!
-//! A [`Commands`] implementation is a table of commands with their
-//! handlers. Tables compose: `(CoreCommands::new(), MyCommands)` is a table
-//! whose commands are those of both, in that order. `guest-info` is
-//! answered here, from the whole table and the [`Policy`].
-//!
-//! ```
-//! use agent_core::dispatch::{CommandInfo, Commands, Policy};
-//! use agent_core::args::Args;
-//! use agent_core::response::{Replied, Reply};
-//! use agent_core::{Agent, CoreCommands};
-//!
-//! /// A table with one command, `guest-get-answer`.
-//! struct Answer;
-//!
-//! impl Commands for Answer {
-//!     fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
-//!         [CommandInfo::new("guest-get-answer")].into_iter()
-//!     }
-//!     fn call<W: embedded_io::Write + ?Sized>(
-//!         &mut self, _name: &str, args: Args<'_>, reply: Reply<'_, W>,
-//!     ) -> Result<Replied, W::Error> {
-//!         if let Err(e) = args.reject_unknown(&[]) {
-//!             return reply.error(e.class(), &e);
-//!         }
-//!         let mut value = reply.ok()?;
-//!         value.i64(42)?;
-//!         value.finish()
-//!     }
-//! }
-//!
-//! let blocked = ["guest-ping"];
-//! let mut agent = Agent::new([0u8; 256], (CoreCommands::new(), Answer), Policy::new().block(&blocked));
-//! let mut out = Vec::new();
-//! agent.feed(br#"{"execute": "guest-get-answer"} {"execute": "guest-ping"}"#, &mut out).unwrap();
-//! assert_eq!(
-//!     String::from_utf8(out).unwrap(),
-//!     "{\"return\": 42}\n\
-//!      {\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Command guest-ping has been disabled: the command is not allowed\"}}\n"
-//! );
-//! ```
+//! The command's name is looked up once; what runs it comes from the
+//! table entry found, and the policy and frozen checks read that entry.
 
+use core::cell::Cell;
 use core::fmt;
 
-use embedded_io::Write;
-
 use crate::args::Args;
-use crate::envelope::Request;
-use crate::json::{JsonStr, Value};
-use crate::parser;
-use crate::response::{write_error, ErrorClass, Replied, Reply};
-use crate::spill::Spill;
+use crate::framer::Validated;
+use crate::json::JsonStr;
+use crate::request::Request;
+use crate::response::{write_error, ErrorClass, Reply};
+use crate::table::{Command, CommandError, CommandInfo, Commands, Failure, Outcome, Run};
+use crate::writer::{escape_str, Output, SinkError};
 
-/// A command's entry in a table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct CommandInfo {
-    /// The command's name, e.g. `guest-ping`.
-    pub name: &'static str,
-    /// Whether a successful call is answered (`false` for `guest-shutdown`
-    /// and the `guest-suspend-*` commands).
-    pub success_response: bool,
-}
-
-impl CommandInfo {
-    /// A command that answers on success.
-    pub const fn new(name: &'static str) -> Self {
-        CommandInfo {
-            name,
-            success_response: true,
-        }
-    }
-
-    /// A command that sends nothing on success.
-    pub const fn without_success_response(name: &'static str) -> Self {
-        CommandInfo {
-            name,
-            success_response: false,
-        }
-    }
-}
-
-/// A table of commands. Implement it for an adapter's command set; combine
-/// tables with tuples.
-pub trait Commands {
-    /// Every command of the table, in registration order (`guest-info`
-    /// lists them in reverse, as qemu-ga does).
-    fn list(&self) -> impl Iterator<Item = CommandInfo> + '_;
-
-    /// The entry for `name`, if the table has it.
-    fn lookup(&self, name: &str) -> Option<CommandInfo> {
-        self.list().find(|info| info.name == name)
-    }
-
-    /// Whether the table has frozen the guest's filesystems
-    /// (`guest-fsfreeze-freeze`): while it says so, only [`FROZEN_ALLOWED`]
-    /// commands run, as in qemu-ga. Checked before every request.
-    fn is_frozen(&self) -> bool {
-        false
-    }
-
-    /// Where long string arguments go instead of the request buffer (see
-    /// [`spill`](crate::spill)); `None`, the default, keeps them in it.
-    fn spill(&mut self) -> Option<&mut dyn Spill> {
-        None
-    }
-
-    /// Run command `name` (one of [`list`](Self::list)'s, and enabled) and
-    /// answer through `reply`. Errors in the return value are the sink's:
-    /// command failures are sent with [`Reply::error`].
-    fn call<W: Write + ?Sized>(
-        &mut self,
-        name: &str,
-        args: Args<'_>,
-        reply: Reply<'_, W>,
-    ) -> Result<Replied, W::Error>;
-}
-
-impl<A: Commands, B: Commands> Commands for (A, B) {
-    fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
-        self.0.list().chain(self.1.list())
-    }
-
-    fn is_frozen(&self) -> bool {
-        self.0.is_frozen() || self.1.is_frozen()
-    }
-
-    fn spill(&mut self) -> Option<&mut dyn Spill> {
-        if self.0.spill().is_some() {
-            self.0.spill()
-        } else {
-            self.1.spill()
-        }
-    }
-
-    fn call<W: Write + ?Sized>(
-        &mut self,
-        name: &str,
-        args: Args<'_>,
-        reply: Reply<'_, W>,
-    ) -> Result<Replied, W::Error> {
-        if self.0.lookup(name).is_some() {
-            self.0.call(name, args, reply)
-        } else {
-            self.1.call(name, args, reply)
-        }
-    }
-}
-
-/// Commands still allowed while filesystems are frozen.
-pub const FROZEN_ALLOWED: [&str; 6] = [
-    "guest-ping",
-    "guest-info",
-    "guest-sync",
-    "guest-sync-delimited",
-    "guest-fsfreeze-status",
-    "guest-fsfreeze-thaw",
-];
-
-/// Which commands are enabled: qemu-ga's `-a`/`--allow-rpcs`,
-/// `-b`/`--block-rpcs` and the frozen state (PROTOCOL.md §5).
+/// Which commands are enabled: qemu-ga's `-a`/`--allow-rpcs` and
+/// `-b`/`--block-rpcs` (PROTOCOL.md §5). The frozen state is the command
+/// table's ([`Commands::is_frozen`]).
+///
+/// ```
+/// use agent_core::Policy;
+///
+/// let allow = ["guest-ping", "guest-get-time"];
+/// let block = ["guest-get-time"];
+/// let policy = Policy::new().allow(&allow).block(&block);
+/// assert!(policy.is_enabled("guest-ping"));
+/// assert!(!policy.is_enabled("guest-get-time")); // block wins over allow
+/// assert!(!policy.is_enabled("guest-info")); // not in the allow list
+/// assert!(Policy::new().allow(&[]).is_enabled("anything"));
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Policy<'p> {
     allow: Option<&'p [&'p str]>,
     block: &'p [&'p str],
-    frozen: bool,
 }
 
 impl<'p> Policy<'p> {
@@ -175,7 +45,6 @@ impl<'p> Policy<'p> {
         Policy {
             allow: None,
             block: &[],
-            frozen: false,
         }
     }
 
@@ -192,31 +61,26 @@ impl<'p> Policy<'p> {
         self
     }
 
-    /// Enter or leave the frozen state (only [`FROZEN_ALLOWED`] run).
-    pub fn set_frozen(&mut self, frozen: bool) {
-        self.frozen = frozen;
-    }
-
-    /// Whether the agent is in the frozen state.
-    pub fn is_frozen(&self) -> bool {
-        self.frozen
-    }
-
-    /// Whether `name` may run.
+    /// Whether `name` may run, as far as the lists go.
     pub fn is_enabled(&self, name: &str) -> bool {
         let allowed = self.allow.is_none_or(|list| list.contains(&name));
-        allowed && !self.block.contains(&name) && (!self.frozen || FROZEN_ALLOWED.contains(&name))
+        allowed && !self.block.contains(&name)
+    }
+
+    /// Whether the command of `info` may run, `frozen` saying whether the
+    /// table has frozen filesystems.
+    fn permits(&self, info: &CommandInfo, frozen: bool) -> bool {
+        (!frozen || info.is_allowed_while_frozen()) && self.is_enabled(info.name())
     }
 }
 
 /// Why a well-formed request was not run. Both are CommandNotFound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[non_exhaustive]
-pub enum DispatchError<'a> {
-    /// "The command <name> has not been found"
+enum DispatchError<'a> {
+    /// "The command `name` has not been found"
     NotFound(JsonStr<'a>),
-    /// "Command <name> has been disabled: the command is not allowed"
+    /// "Command `name` has been disabled: the command is not allowed"
     Disabled(&'a str),
 }
 
@@ -225,168 +89,123 @@ impl fmt::Display for DispatchError<'_> {
         match self {
             DispatchError::NotFound(name) => {
                 f.write_str("The command ")?;
-                name.chars()
-                    .try_for_each(|ch| fmt::Write::write_char(f, ch))?;
+                name.fmt_chars(f)?;
                 f.write_str(" has not been found")
             }
-            DispatchError::Disabled(name) => write!(
-                f,
-                "Command {name} has been disabled: the command is not allowed"
-            ),
+            DispatchError::Disabled(name) => {
+                f.write_str("Command ")?;
+                f.write_str(name)?;
+                f.write_str(" has been disabled: the command is not allowed")
+            }
         }
     }
 }
 
-/// Longest command name looked up; longer names are simply not found.
-const MAX_NAME: usize = 64;
-
-/// What the agent needs to answer `guest-info`.
-#[derive(Clone, Copy, Debug)]
-pub struct Info<'v> {
-    /// The `version` member.
-    pub version: &'v str,
+/// Where the command called `name` is in `table` (most names differ from
+/// the one asked for in length, which `eq_str` compares first).
+#[inline(never)]
+fn lookup<T: Commands>(table: &[Command<T>], name: &JsonStr<'_>) -> Option<usize> {
+    match name.plain() {
+        Some(body) => table
+            .iter()
+            .position(|c| c.info().name().as_bytes() == body),
+        None => table.iter().position(|c| name.eq_str(c.info().name())),
+    }
 }
 
-/// Answer one framed value: parse, check, dispatch, reply.
-pub fn dispatch<C: Commands, W: Write + ?Sized>(
-    frame: &[u8],
+/// Answer one accepted message: check its envelope, find its command,
+/// check that the command may run, run it, and send the reply or the
+/// error. Only the output's failure is returned.
+pub(crate) fn answer<C: Commands, const ARGS: usize>(
+    frame: Validated<'_, ARGS>,
     commands: &mut C,
     policy: &Policy<'_>,
-    info: Info<'_>,
-    out: &mut W,
-) -> Result<(), W::Error> {
-    dispatch_spilled(frame, None, commands, policy, info, out)
-}
-
-/// [`dispatch`] a [`Frame::Spilled`](crate::framer::Frame::Spilled) value
-/// whose placeholder string starts at `spilled` (if any): the command sees
-/// that argument as [`LargeStr::Spilled`](crate::args::LargeStr::Spilled).
-pub fn dispatch_spilled<C: Commands, W: Write + ?Sized>(
-    frame: &[u8],
-    spilled: Option<usize>,
-    commands: &mut C,
-    policy: &Policy<'_>,
-    info: Info<'_>,
-    out: &mut W,
-) -> Result<(), W::Error> {
-    let mut name_buf = [0u8; MAX_NAME];
-    let (request, name, entry, policy) = match prepare(frame, &mut name_buf, commands, policy) {
-        Ok(prepared) => prepared,
-        Err(rejection) => return reject(out, rejection),
-    };
-    let policy = &policy;
-    let mut args = Args::new(request.arguments);
-    if let Some(placeholder) = spilled.and_then(|at| frame.get(at..)) {
-        args = args.with_spilled(placeholder);
-    }
-    let reply = Reply::new(out, request.id, entry.success_response);
-    let _: Replied = if name == "guest-info" {
-        guest_info(commands, policy, info, args, reply)?
-    } else {
-        commands.call(name, args, reply)?
-    };
-    Ok(())
-}
-
-/// Why a framed value is answered with an error instead of being run.
-enum Rejection<'a> {
-    Parse(parser::ParseError<'a>),
-    Envelope(crate::envelope::EnvelopeError<'a>, Option<Value<'a>>),
-    Dispatch(DispatchError<'a>, Option<Value<'a>>),
-}
-
-/// Parse, check and look up a request: its parts, the command's name (in
-/// `name_buf`) and entry, and the policy in force.
-fn prepare<'a, 'p, C: Commands>(
-    frame: &'a [u8],
-    name_buf: &'a mut [u8; MAX_NAME],
-    commands: &C,
-    policy: &Policy<'p>,
-) -> Result<(Request<'a>, &'a str, CommandInfo, Policy<'p>), Rejection<'a>> {
-    parser::validate_framed(frame).map_err(Rejection::Parse)?;
-    // Cannot fail after validation; answer like the parser would.
-    let value =
-        Value::of_validated(frame).ok_or(Rejection::Parse(parser::ParseError::ExpectingValue))?;
-    let request = Request::parse(value).map_err(|(e, id)| Rejection::Envelope(e, id))?;
-    let found = request
-        .execute
-        .decode_into(name_buf)
-        .and_then(|name| commands.lookup(name).map(|info| (name, info)));
-    let Some((name, entry)) = found else {
-        return Err(Rejection::Dispatch(
-            DispatchError::NotFound(request.execute),
-            request.id,
-        ));
-    };
-    let mut policy = *policy;
-    policy.set_frozen(policy.is_frozen() || commands.is_frozen());
-    if !policy.is_enabled(name) {
-        return Err(Rejection::Dispatch(
-            DispatchError::Disabled(name),
-            request.id,
-        ));
-    }
-    Ok((request, name, entry, policy))
-}
-
-/// Answer a rejected request.
-fn reject<W: Write + ?Sized>(out: &mut W, rejection: Rejection<'_>) -> Result<(), W::Error> {
-    match rejection {
-        Rejection::Parse(error) => {
-            log_protocol_error("parse", &error);
-            write_error(out, None, ErrorClass::GenericError, &error)
-        }
-        Rejection::Envelope(error, id) => {
+    version: &str,
+    out: &mut dyn Output,
+) -> Result<(), SinkError> {
+    let request = match Request::check(frame) {
+        Ok(request) => request,
+        Err((error, id)) => {
             log_protocol_error("envelope", &error);
-            write_error(out, id.as_ref(), ErrorClass::GenericError, &error)
+            return write_error(out, id.as_ref(), ErrorClass::GenericError, &error);
         }
-        Rejection::Dispatch(error, id) => {
-            log_protocol_error("dispatch", &error);
-            write_error(out, id.as_ref(), ErrorClass::CommandNotFound, &error)
-        }
+    };
+    let id = request.id;
+    let found = lookup(commands.commands(), &request.execute)
+        .and_then(|index| commands.commands().get(index).copied());
+    let Some(command) = found else {
+        let error = DispatchError::NotFound(request.execute);
+        log_protocol_error("dispatch", &error);
+        return write_error(out, id.as_ref(), ErrorClass::CommandNotFound, &error);
+    };
+    let info = *command.info();
+    if !policy.permits(&info, commands.is_frozen()) {
+        let error = DispatchError::Disabled(info.name());
+        log_protocol_error("dispatch", &error);
+        return write_error(out, id.as_ref(), ErrorClass::CommandNotFound, &error);
+    }
+    let args = request.args();
+    let begun = Cell::new(false);
+    let reply = Reply::new(&mut *out, id, info.has_success_response(), Some(&begun));
+    let result = match command.run() {
+        Run::GuestInfo => guest_info(commands, policy, version, &args, reply),
+        Run::Handler(handler) => handler(commands, &args, reply),
+    };
+    let (class, desc): (ErrorClass, &dyn fmt::Display) = match &result {
+        Ok(_) => return Ok(()),
+        Err(CommandError::Sink(e)) if out.failed() => return Err(*e),
+        // A sink of the handler's own failed: a failure of the command.
+        Err(CommandError::Sink(e)) => (ErrorClass::GenericError, e),
+        Err(CommandError::Arg(e)) => (ErrorClass::GenericError, e),
+        Err(CommandError::Failed(e)) => (e.class(), e),
+    };
+    if begun.get() {
+        // The reply was begun and cannot be completed: break it off, so
+        // that no client takes it for a success.
+        out.put(b"\n")
+    } else {
+        write_error(out, id.as_ref(), class, desc)
     }
 }
 
 /// `guest-info`: `{"version": ..., "supported_commands": [{"enabled": ...,
 /// "name": ..., "success-response": ...}, ...]}`, commands in reverse
 /// registration order.
-fn guest_info<C: Commands, W: Write + ?Sized>(
+fn guest_info<'a, C: Commands>(
     commands: &C,
     policy: &Policy<'_>,
-    info: Info<'_>,
-    args: Args<'_>,
-    reply: Reply<'_, W>,
-) -> Result<Replied, W::Error> {
-    if let Err(e) = args.reject_unknown(&[]) {
-        return reply.error(e.class(), &e);
-    }
+    version: &str,
+    args: &Args<'a>,
+    reply: Reply<'_>,
+) -> Outcome<'a, C> {
+    args.finish()?;
+    let frozen = commands.is_frozen();
+    let bool = |v: bool| if v { &b"true"[..] } else { b"false" };
     let mut value = reply.ok()?;
-    value.begin_object()?;
-    value.key("version")?;
-    value.str(info.version)?;
-    value.key("supported_commands")?;
-    value.begin_array()?;
-    let count = commands.list().count();
-    for index in (0..count).rev() {
-        let Some(command) = commands.list().nth(index) else {
-            continue;
-        };
-        value.begin_object()?;
-        value.key("enabled")?;
-        value.bool(policy.is_enabled(command.name))?;
-        value.key("name")?;
-        value.str(command.name)?;
-        value.key("success-response")?;
-        value.bool(command.success_response)?;
-        value.end_object()?;
+    // Written as bytes: the shape is fixed (and code is scarce on bare
+    // metal); only the names and the version need escaping.
+    let out = value.inner();
+    out.put(b"{\"version\": ")?;
+    escape_str(out, version)?;
+    out.put(b", \"supported_commands\": [")?;
+    for (i, command) in commands.commands().iter().rev().enumerate() {
+        let info = command.info();
+        out.put(if i == 0 { &b"{"[..] } else { b", {" })?;
+        out.put(b"\"enabled\": ")?;
+        out.put(bool(policy.permits(info, frozen)))?;
+        out.put(b", \"name\": ")?;
+        escape_str(out, info.name())?;
+        out.put(b", \"success-response\": ")?;
+        out.put(bool(info.has_success_response()))?;
+        out.put(b"}")?;
     }
-    value.end_array()?;
-    value.end_object()?;
-    value.finish()
+    out.put(b"]}")?;
+    Ok(value.finish()?)
 }
 
+/// Log a protocol error through defmt (feature `defmt`).
 #[cfg(feature = "defmt")]
-fn log_protocol_error(layer: &str, error: &dyn fmt::Display) {
+pub(crate) fn log_protocol_error(layer: &str, error: &dyn fmt::Display) {
     struct Text<'e>(&'e dyn fmt::Display);
     impl fmt::Display for Text<'_> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -400,8 +219,9 @@ fn log_protocol_error(layer: &str, error: &dyn fmt::Display) {
     );
 }
 
+/// Log a protocol error (nothing without feature `defmt`).
 #[cfg(not(feature = "defmt"))]
-fn log_protocol_error(_layer: &str, _error: &dyn fmt::Display) {}
+pub(crate) fn log_protocol_error(_layer: &str, _error: &dyn fmt::Display) {}
 
 #[cfg(test)]
 mod tests {
@@ -410,8 +230,8 @@ mod tests {
         clippy::arithmetic_side_effects,
         clippy::unwrap_used
     )]
-    use super::*;
-    use crate::CoreCommands;
+    use crate::prelude::*;
+    extern crate std;
     use std::string::String;
     use std::vec::Vec;
 
@@ -419,89 +239,101 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         ran: Vec<&'static str>,
+        frozen: bool,
     }
 
-    const RECORDED: [CommandInfo; 2] = [
-        CommandInfo::new("guest-get-time"),
-        CommandInfo::without_success_response("guest-shutdown"),
-    ];
+    impl Recorder {
+        const COMMANDS: [Command<Self>; 6] = [
+            Command::guest_sync_delimited(),
+            Command::guest_sync(),
+            Command::guest_ping(),
+            Command::guest_info(),
+            Command::new("guest-get-time", Self::get_time),
+            Command::new("guest-shutdown", Self::shutdown).without_success_response(),
+        ];
+
+        fn get_time<'a>(&mut self, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, Self> {
+            self.ran.push("guest-get-time");
+            args.finish()?;
+            Ok(reply.ok_empty()?)
+        }
+
+        fn shutdown<'a>(&mut self, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, Self> {
+            self.ran.push("guest-shutdown");
+            args.opt_str("mode")?;
+            args.finish()?;
+            Ok(reply.ok_empty()?)
+        }
+    }
 
     impl Commands for Recorder {
-        fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
-            RECORDED.into_iter()
+        type Error = &'static str;
+        fn commands(&self) -> &[Command<Self>] {
+            &Self::COMMANDS
         }
-        fn call<W: Write + ?Sized>(
-            &mut self,
-            name: &str,
-            args: Args<'_>,
-            reply: Reply<'_, W>,
-        ) -> Result<Replied, W::Error> {
-            let info = self.lookup(name).unwrap();
-            self.ran.push(info.name);
-            if let Err(e) = args.reject_unknown(&["mode"]) {
-                return reply.error(e.class(), &e);
-            }
-            reply.ok_empty()
+        fn is_frozen(&self) -> bool {
+            self.frozen
         }
     }
 
-    fn run(policy: &Policy<'_>, input: &str) -> (String, Vec<&'static str>) {
-        let mut table = (CoreCommands::new(), Recorder::default());
+    fn run(policy: Policy<'_>, table: Recorder, input: &str) -> (String, Recorder) {
+        let mut agent = Agent::new([0u8; 512], table, policy).with_version("9.9");
         let mut out = Vec::new();
-        dispatch(
-            input.as_bytes(),
-            &mut table,
-            policy,
-            Info { version: "9.9" },
-            &mut out,
-        )
-        .unwrap();
-        (String::from_utf8(out).unwrap(), table.1.ran)
+        agent.feed(input.as_bytes(), &mut out).unwrap();
+        (String::from_utf8(out).unwrap(), agent.into_commands())
     }
 
     #[test]
     fn not_found_and_disabled() {
-        let (out, _) = run(&Policy::new(), r#"{"execute": "guest-nope", "id": 3}"#);
+        let (out, _) = run(
+            Policy::new(),
+            Recorder::default(),
+            r#"{"execute": "guest-nope", "id": 3}"#,
+        );
         assert_eq!(out, "{\"id\": 3, \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command guest-nope has not been found\"}}\n");
         // Names longer than any command are simply not found, in full.
         let long = "x".repeat(100);
-        let (out, _) = run(&Policy::new(), &std::format!(r#"{{"execute": "{long}"}}"#));
+        let (out, _) = run(
+            Policy::new(),
+            Recorder::default(),
+            &std::format!(r#"{{"execute": "{long}"}}"#),
+        );
         assert!(out.contains(&std::format!("The command {long} has not been found")));
+        // Escaped names are found.
+        let (out, ran) = run(
+            Policy::new(),
+            Recorder::default(),
+            r#"{"execute": "guest-get-tim\u0065"}"#,
+        );
+        assert_eq!(
+            (out.as_str(), ran.ran),
+            ("{\"return\": {}}\n", std::vec!["guest-get-time"])
+        );
         let blocked = ["guest-get-time"];
         let (out, ran) = run(
-            &Policy::new().block(&blocked),
+            Policy::new().block(&blocked),
+            Recorder::default(),
             r#"{"execute": "guest-get-time"}"#,
         );
         assert_eq!(
             out,
             "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Command guest-get-time has been disabled: the command is not allowed\"}}\n"
         );
-        assert!(ran.is_empty(), "a blocked command ran");
-    }
-
-    #[test]
-    fn policy_rules() {
-        let allow = ["guest-ping", "guest-get-time"];
-        let block = ["guest-get-time"];
-        let mut p = Policy::new().allow(&allow).block(&block);
-        assert!(p.is_enabled("guest-ping"));
-        assert!(!p.is_enabled("guest-get-time")); // block wins over allow
-        assert!(!p.is_enabled("guest-info")); // not in the allow list
-        p.set_frozen(true);
-        assert!(p.is_enabled("guest-ping"));
-        let mut frozen = Policy::new();
-        frozen.set_frozen(true);
-        assert!(frozen.is_enabled("guest-fsfreeze-thaw") && !frozen.is_enabled("guest-shutdown"));
-        assert!(Policy::new().allow(&[]).is_enabled("anything"));
+        assert!(ran.ran.is_empty(), "a blocked command ran");
     }
 
     #[test]
     fn commands_without_success_response_send_nothing() {
-        let (out, ran) = run(&Policy::new(), r#"{"execute": "guest-shutdown", "id": 1}"#);
-        assert_eq!((out.as_str(), ran), ("", std::vec!["guest-shutdown"]));
+        let (out, ran) = run(
+            Policy::new(),
+            Recorder::default(),
+            r#"{"execute": "guest-shutdown", "id": 1}"#,
+        );
+        assert_eq!((out.as_str(), ran.ran), ("", std::vec!["guest-shutdown"]));
         // ... but their errors are sent.
         let (out, _) = run(
-            &Policy::new(),
+            Policy::new(),
+            Recorder::default(),
             r#"{"execute": "guest-shutdown", "arguments": {"x": 1}}"#,
         );
         assert!(out.contains("Parameter 'x' is unexpected"));
@@ -511,7 +343,8 @@ mod tests {
     fn guest_info_lists_the_whole_table_in_reverse() {
         let blocked = ["guest-shutdown"];
         let (out, _) = run(
-            &Policy::new().block(&blocked),
+            Policy::new().block(&blocked),
+            Recorder::default(),
             r#"{"execute": "guest-info"}"#,
         );
         let expect = "{\"return\": {\"version\": \"9.9\", \"supported_commands\": [\
@@ -523,62 +356,74 @@ mod tests {
             {\"enabled\": true, \"name\": \"guest-sync-delimited\", \"success-response\": true}]}}\n";
         assert_eq!(out, expect);
         let (out, _) = run(
-            &Policy::new(),
+            Policy::new(),
+            Recorder::default(),
             r#"{"execute": "guest-info", "arguments": {"a": 1}}"#,
         );
         assert!(out.contains("Parameter 'a' is unexpected"));
     }
 
-    /// A table that reports frozen filesystems.
-    struct Frozen;
-
-    impl Commands for Frozen {
-        fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
-            [CommandInfo::new("guest-file-open")].into_iter()
-        }
-        fn is_frozen(&self) -> bool {
-            true
-        }
-        fn call<W: Write + ?Sized>(
-            &mut self,
-            _: &str,
-            _: Args<'_>,
-            reply: Reply<'_, W>,
-        ) -> Result<Replied, W::Error> {
-            reply.ok_empty()
-        }
-    }
-
     #[test]
     fn a_frozen_table_disables_all_but_the_frozen_set() {
-        let mut table = (CoreCommands::new(), Frozen);
-        let run = |table: &mut (CoreCommands, Frozen), input: &str| {
-            let mut out = Vec::new();
-            dispatch(
-                input.as_bytes(),
-                table,
-                &Policy::new(),
-                Info { version: "1" },
-                &mut out,
-            )
-            .unwrap();
-            String::from_utf8(out).unwrap()
+        let frozen = || Recorder {
+            frozen: true,
+            ..Recorder::default()
         };
-        assert!(run(&mut table, r#"{"execute": "guest-file-open"}"#).contains("has been disabled"));
-        assert_eq!(
-            run(&mut table, r#"{"execute": "guest-ping"}"#),
-            "{\"return\": {}}\n"
-        );
-        let info = run(&mut table, r#"{"execute": "guest-info"}"#);
-        assert!(info.contains("{\"enabled\": false, \"name\": \"guest-file-open\""));
+        let (out, ran) = run(Policy::new(), frozen(), r#"{"execute": "guest-get-time"}"#);
+        assert!(out.contains("has been disabled"), "{out}");
+        assert!(ran.ran.is_empty());
+        let (out, _) = run(Policy::new(), frozen(), r#"{"execute": "guest-ping"}"#);
+        assert_eq!(out, "{\"return\": {}}\n");
+        let (out, _) = run(Policy::new(), frozen(), r#"{"execute": "guest-info"}"#);
+        assert!(out.contains("{\"enabled\": false, \"name\": \"guest-get-time\""));
+        assert!(out.contains("{\"enabled\": true, \"name\": \"guest-sync\""));
     }
 
     #[test]
     fn parse_errors_never_echo_the_id() {
         let (out, _) = run(
-            &Policy::new(),
+            Policy::new(),
+            Recorder::default(),
             r#"{"execute": "guest-ping", "id": 1, "id": 2}"#,
         );
         assert_eq!(out, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, duplicate key\"}}\n");
+    }
+
+    /// A table whose command fails after starting its reply.
+    struct Halfway;
+
+    impl Halfway {
+        const COMMANDS: [Command<Self>; 1] = [Command::new("guest-half", Self::half)];
+
+        fn half<'a>(&mut self, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, Self> {
+            args.finish()?;
+            let mut value = reply.ok()?;
+            value.begin_array()?;
+            value.i64(1)?;
+            Err("the data ran out".into())
+        }
+    }
+
+    impl Commands for Halfway {
+        type Error = &'static str;
+        fn commands(&self) -> &[Command<Self>] {
+            &Self::COMMANDS
+        }
+    }
+
+    #[test]
+    fn a_reply_begun_then_failed_is_broken_off() {
+        let mut agent = Agent::new([0u8; 128], Halfway, Policy::new());
+        let mut out = Vec::new();
+        agent
+            .feed(
+                br#"{"execute": "guest-half"} {"execute": "guest-half", "arguments": {"a": 1}}"#,
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"return\": [1\n{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'a' is unexpected\"}}\n"
+        );
     }
 }

@@ -7,16 +7,6 @@
 //! Dragon4), which cost about 26 KiB of code and tables and 2–4 KiB of
 //! stack. Numbers in ids are rare and short, so speed matters less here
 //! than size; a conversion takes a few microseconds at worst.
-//!
-//! ```
-//! use agent_core::float::{parse, significant_digits};
-//!
-//! assert_eq!(parse(b"0.1"), Some(0.1));
-//! assert_eq!(parse(b"-2.5e-3"), Some(-0.0025));
-//! assert_eq!(parse(b"1e400"), Some(f64::INFINITY));
-//! let (digits, exponent) = significant_digits(0.1);
-//! assert_eq!((&digits, exponent), (b"10000000000000001", -1));
-//! ```
 
 // The arithmetic below is on limbs (u32 products in u64), on exponents
 // bounded by the f64 range and the saturated input exponent (|exp10| <
@@ -52,20 +42,21 @@ impl<const N: usize> Big<N> {
         len: 0,
     };
 
-    /// `self = v`.
-    fn set(&mut self, v: u64) {
-        self.limbs.fill(0);
-        for (i, limb) in self.limbs.iter_mut().take(2).enumerate() {
-            *limb = (v >> (32 * i)) as u32;
+    // Each operation is one function on the limbs as a slice, whatever
+    // `N`: two sizes of `Big` would otherwise carry two copies of the
+    // arithmetic on a bare-metal image.
+
+    /// The number as a slice view.
+    fn nat(&mut self) -> Nat<'_> {
+        Nat {
+            limbs: &mut self.limbs,
+            len: &mut self.len,
         }
-        self.len = 2;
-        self.trim();
     }
 
-    fn trim(&mut self) {
-        while self.len > 0 && self.limbs.get(self.len.wrapping_sub(1)) == Some(&0) {
-            self.len = self.len.wrapping_sub(1);
-        }
+    /// `self = v`.
+    fn set(&mut self, v: u64) {
+        self.nat().set(v)
     }
 
     fn is_zero(&self) -> bool {
@@ -82,21 +73,71 @@ impl<const N: usize> Big<N> {
 
     /// `self = self * m + a`.
     fn mul_add_small(&mut self, m: u32, a: u32) {
+        self.nat().mul_add_small(m, a)
+    }
+
+    /// `self *= 10^n`.
+    fn mul_pow10(&mut self, n: u32) {
+        self.nat().mul_pow10(n)
+    }
+
+    /// `self <<= bits`.
+    fn shl(&mut self, bits: u32) {
+        self.nat().shl(bits)
+    }
+
+    /// `self >>= 1`.
+    fn shr1(&mut self) {
+        self.nat().shr1()
+    }
+
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        compare(&self.limbs, self.len, &other.limbs, other.len)
+    }
+
+    /// `self -= other`, for `self >= other`.
+    fn sub(&mut self, other: &Self) {
+        self.nat().sub(&other.limbs)
+    }
+}
+
+/// A [`Big`] of any size, as its limbs and their count.
+struct Nat<'a> {
+    limbs: &'a mut [u32],
+    len: &'a mut usize,
+}
+
+impl Nat<'_> {
+    fn set(&mut self, v: u64) {
+        self.limbs.fill(0);
+        for (i, limb) in self.limbs.iter_mut().take(2).enumerate() {
+            *limb = (v >> (32 * i)) as u32;
+        }
+        *self.len = 2;
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        while *self.len > 0 && self.limbs.get(self.len.wrapping_sub(1)) == Some(&0) {
+            *self.len = self.len.wrapping_sub(1);
+        }
+    }
+
+    fn mul_add_small(&mut self, m: u32, a: u32) {
         let mut carry = u64::from(a);
-        for limb in self.limbs.iter_mut().take(self.len) {
+        for limb in self.limbs.iter_mut().take(*self.len) {
             let v = u64::from(*limb) * u64::from(m) + carry;
             *limb = v as u32;
             carry = v >> 32;
         }
         if carry != 0 {
-            if let Some(limb) = self.limbs.get_mut(self.len) {
+            if let Some(limb) = self.limbs.get_mut(*self.len) {
                 *limb = carry as u32;
-                self.len += 1;
+                *self.len += 1;
             }
         }
     }
 
-    /// `self *= 10^n`.
     fn mul_pow10(&mut self, mut n: u32) {
         while n >= 9 {
             self.mul_add_small(1_000_000_000, 0);
@@ -107,11 +148,10 @@ impl<const N: usize> Big<N> {
         }
     }
 
-    /// `self <<= bits`.
     fn shl(&mut self, bits: u32) {
         let words = (bits / 32) as usize;
         let bits = bits % 32;
-        let new_len = (self.len + words + 1).min(N);
+        let new_len = (*self.len + words + 1).min(self.limbs.len());
         for i in (0..new_len).rev() {
             let hi = i
                 .checked_sub(words)
@@ -132,14 +172,13 @@ impl<const N: usize> Big<N> {
                 *limb = v;
             }
         }
-        self.len = new_len;
+        *self.len = new_len;
         self.trim();
     }
 
-    /// `self >>= 1`.
     fn shr1(&mut self) {
         let mut carry = 0u32;
-        for limb in self.limbs.iter_mut().take(self.len).rev() {
+        for limb in self.limbs.iter_mut().take(*self.len).rev() {
             let v = *limb;
             *limb = (v >> 1) | (carry << 31);
             carry = v & 1;
@@ -147,25 +186,25 @@ impl<const N: usize> Big<N> {
         self.trim();
     }
 
-    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-        self.len.cmp(&other.len).then_with(|| {
-            let a = self.limbs.iter().take(self.len).rev();
-            let b = other.limbs.iter().take(other.len).rev();
-            a.cmp(b)
-        })
-    }
-
-    /// `self -= other`, for `self >= other`.
-    fn sub(&mut self, other: &Self) {
+    fn sub(&mut self, other: &[u32]) {
         let mut borrow = 0u64;
-        for (i, limb) in self.limbs.iter_mut().take(self.len).enumerate() {
-            let o = u64::from(other.limbs.get(i).copied().unwrap_or(0)) + borrow;
+        for (i, limb) in self.limbs.iter_mut().take(*self.len).enumerate() {
+            let o = u64::from(other.get(i).copied().unwrap_or(0)) + borrow;
             let v = u64::from(*limb);
             borrow = u64::from(v < o);
             *limb = (v.wrapping_sub(o)) as u32;
         }
         self.trim();
     }
+}
+
+/// The order of two numbers given as limbs and counts.
+fn compare(a: &[u32], a_len: usize, b: &[u32], b_len: usize) -> core::cmp::Ordering {
+    a_len.cmp(&b_len).then_with(|| {
+        let a = a.iter().take(a_len).rev();
+        let b = b.iter().take(b_len).rev();
+        a.cmp(b)
+    })
 }
 
 /// The 17 significant decimal digits of `|v|` (finite, nonzero) correctly
@@ -417,6 +456,18 @@ mod tests {
         clippy::excessive_precision
     )]
     use super::*;
+
+    /// The module's example.
+    #[test]
+    fn doc_example() {
+        use crate::float::{parse, significant_digits};
+
+        assert_eq!(parse(b"0.1"), Some(0.1));
+        assert_eq!(parse(b"-2.5e-3"), Some(-0.0025));
+        assert_eq!(parse(b"1e400"), Some(f64::INFINITY));
+        let (digits, exponent) = significant_digits(0.1);
+        assert_eq!((&digits, exponent), (b"10000000000000001", -1));
+    }
     extern crate std;
     use std::format;
     use std::string::String;

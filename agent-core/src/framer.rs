@@ -1,55 +1,71 @@
-//! Splitting the byte stream into top-level JSON values, as QEMU's
-//! `json-streamer.c` does, into a buffer the caller owns.
+//! Splitting the byte stream into messages, as QEMU's `json-streamer.c`
+//! does, into a buffer the caller owns, and checking each message's
+//! grammar as its tokens arrive.
 //!
 //! The framer drives the [`Lexer`] and keeps QEMU's message accounting
 //! (PROTOCOL.md §2.3–2.4): brace and bracket counts, token count and token
-//! bytes. A value is complete when both counts are back to zero or either
-//! went negative (a stray `}` is a complete, if invalid, message). The
-//! bytes of the message are copied into the caller's buffer; a message that
-//! does not fit is still followed to its end and then reported as
-//! [`FrameError::TooLarge`], so the stream stays in sync.
+//! bytes. A message is complete when both counts are back to zero or
+//! either went negative (a stray `}` is a complete, if invalid, message).
+//! Its bytes are copied into the caller's buffer, and each complete token
+//! is handed to the [`Parser`], so that when the message ends its grammar
+//! has been checked and the request's parts found in one pass over its
+//! tokens. A message that does not fit is still followed to its end and
+//! then reported as [`FrameError::TooLarge`], so the stream stays in sync.
 //!
-//! ```
-//! use agent_core::framer::{Frame, Framer};
-//!
-//! let mut framer = Framer::new([0u8; 64]);
-//! let input = br#" {"execute": "guest-ping"} [1"#;
-//! let (used, frame) = framer.push(input);
-//! assert_eq!(frame, Some(Frame::Value(&br#"{"execute": "guest-ping"}"#[..])));
-//! let (rest, frame) = framer.push(&input[used..]);
-//! assert_eq!((used + rest, frame), (input.len(), None)); // `[1` is incomplete
-//! ```
+//! Long string values of `arguments` members can go to the command
+//! table's [`Spill`] instead of the buffer (see [`spill`](crate::spill)):
+//! the parser says when the next token is such a value, and the framer is
+//! the one owner of the spilled string, from [`Spill::begin`] to
+//! [`Spill::discard`].
 
 use core::fmt;
 
-use crate::json::JsonStr;
 use crate::lexer::{Lexeme, Lexer, TokenKind, MAX_TOKEN_BYTES};
+use crate::parser::{ParseError, Parser};
+use crate::record::Recorder;
 use crate::spill::{Spill, StringStream};
 use crate::unicode::ModUtf8Chars;
 
 /// QEMU's `MAX_TOKEN_COUNT`: the most tokens in one message.
-pub const MAX_TOKEN_COUNT: u32 = 2 * 1024 * 1024;
+pub(crate) const MAX_TOKEN_COUNT: u32 = 2 * 1024 * 1024;
 /// QEMU's `MAX_NESTING`: the most open braces plus brackets.
-pub const MAX_NESTING: i64 = 1024;
+pub(crate) const MAX_NESTING: i64 = 1024;
 
 /// A complete message, or the error that ended one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Frame<'b> {
-    /// The bytes of one complete top-level value (lexically valid; the
-    /// parser still has to check its grammar).
-    Value(&'b [u8]),
-    /// A complete value one of whose `arguments` strings went to the
-    /// [`Spill`] ([`Framer::push_spilling`]); `at` is the offset of the
-    /// placeholder string token that stands for it.
-    Spilled {
-        /// The value's bytes, placeholder included.
-        value: &'b [u8],
-        /// Where the placeholder token starts in `value`.
-        at: usize,
-    },
+#[derive(Debug)]
+pub(crate) enum Frame<'b, const ARGS: usize> {
+    /// A message whose grammar the parser accepted.
+    Valid(Validated<'b, ARGS>),
+    /// A complete message the parser rejected.
+    Invalid(ParseError<'b>),
     /// A lexical error or an exceeded limit; the message was dropped.
     Error(FrameError<'b>),
+}
+
+/// A message the parser accepted, with the record of its parts. Only the
+/// framer makes one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Validated<'b, const ARGS: usize> {
+    message: &'b [u8],
+    record: &'b Recorder<ARGS>,
+    spilled: Option<usize>,
+}
+
+impl<'b, const ARGS: usize> Validated<'b, ARGS> {
+    /// The message's bytes (a placeholder in place of a spilled string).
+    pub(crate) fn message(&self) -> &'b [u8] {
+        self.message
+    }
+
+    /// Where the parser found the request's parts.
+    pub(crate) fn record(&self) -> &'b Recorder<ARGS> {
+        self.record
+    }
+
+    /// Where the placeholder of a string that went to the spill starts.
+    pub(crate) fn spilled(&self) -> Option<usize> {
+        self.spilled
+    }
 }
 
 /// Why a message was dropped. [`Display`](fmt::Display) gives the
@@ -58,7 +74,7 @@ pub enum Frame<'b> {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum FrameError<'b> {
-    /// A lexical error: "JSON parse error, stray '<token>'".
+    /// A lexical error: "JSON parse error, stray '`token`'".
     Stray(StrayToken<'b>),
     /// "JSON token size limit exceeded" (64 MiB of tokens in one message,
     /// or one token longer than that).
@@ -98,7 +114,10 @@ impl fmt::Display for FrameError<'_> {
                 // QEMU formats the token with "%s": it ends at a NUL byte,
                 // and its JSON writer turns invalid UTF-8 into U+FFFD.
                 let nul = token.head.iter().position(|&b| b == 0);
-                let head = token.head.get(..nul.unwrap_or(token.head.len())).unwrap_or_default();
+                let head = token
+                    .head
+                    .get(..nul.unwrap_or(token.head.len()))
+                    .unwrap_or_default();
                 f.write_str("JSON parse error, stray '")?;
                 for ch in ModUtf8Chars::new(head) {
                     fmt::Write::write_char(f, ch)?;
@@ -106,7 +125,10 @@ impl fmt::Display for FrameError<'_> {
                 if token.elided && nul.is_none() {
                     f.write_str("...")?;
                     if token.last != 0 {
-                        fmt::Write::write_char(f, ModUtf8Chars::new(&[token.last]).next().unwrap_or('?'))?;
+                        fmt::Write::write_char(
+                            f,
+                            ModUtf8Chars::new(&[token.last]).next().unwrap_or('?'),
+                        )?;
                     }
                 }
                 f.write_str("'")
@@ -114,19 +136,24 @@ impl fmt::Display for FrameError<'_> {
             FrameError::TokenSizeLimit => f.write_str("JSON token size limit exceeded"),
             FrameError::TokenCountLimit => f.write_str("JSON token count limit exceeded"),
             FrameError::NestingLimit => f.write_str("JSON nesting depth limit exceeded"),
-            FrameError::TooLarge { size, capacity } => write!(
-                f,
-                "JSON request too large: {size} bytes exceed the agent's request buffer of {capacity} bytes"
-            ),
+            FrameError::TooLarge { size, capacity } => {
+                f.write_str("JSON request too large: ")?;
+                crate::writer::fmt_decimal(f, *size as u64)?;
+                f.write_str(" bytes exceed the agent's request buffer of ")?;
+                crate::writer::fmt_decimal(f, *capacity as u64)?;
+                f.write_str(" bytes")
+            }
         }
     }
 }
 
-/// Collects one top-level value at a time into the buffer `B`
-/// (`&mut [u8]`, `[u8; N]`, or anything else that derefs to bytes).
+/// Collects one message at a time into the buffer `B` (`&mut [u8]`,
+/// `[u8; N]`, a `Vec<u8>`...), checking its grammar on the way; `ARGS` is
+/// the size of the parser's table of `arguments` members.
 #[derive(Debug)]
-pub struct Framer<B> {
+pub(crate) struct Framer<B, const ARGS: usize> {
     lexer: Lexer,
+    parser: Parser<ARGS>,
     buf: B,
     /// Bytes of the current message stored in `buf`.
     len: usize,
@@ -137,7 +164,7 @@ pub struct Framer<B> {
     /// Message bytes before the end of `buf` that are not in it (a
     /// spilled string, less its placeholder).
     removed: usize,
-    /// Offset in the message where the unfinished token began.
+    /// Offset in the buffer where the unfinished token began.
     token_start: usize,
     /// Bytes of the unfinished token seen so far.
     token_len: usize,
@@ -147,24 +174,8 @@ pub struct Framer<B> {
     token_bytes: usize,
     /// The previous `push` returned a frame that borrowed `buf`.
     emitted: bool,
-    /// Where the message stands relative to its `arguments` members.
-    path: Path,
     /// The spilled string of this message, if any.
     spill: SpillState,
-}
-
-/// Just enough of a message's structure to know when a string is the value
-/// of a member of the top-level `arguments` object.
-#[derive(Clone, Copy, Debug, Default)]
-struct Path {
-    /// The last string token, as (start, length) in the message.
-    last_string: Option<(usize, usize)>,
-    /// `"arguments":` was just seen at the top level.
-    arguments_next: bool,
-    /// The object open at depth 2 is the value of `arguments`.
-    in_arguments: bool,
-    /// The key of the `arguments` member whose value is the next token.
-    key: Option<(usize, usize)>,
 }
 
 /// What happened to this message's long string, if it had one.
@@ -181,15 +192,25 @@ enum SpillState {
     Taken { at: usize },
 }
 
-impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
+/// A frame decided but not yet borrowed from the buffer.
+enum Pending {
+    Value,
+    Limit(FrameError<'static>),
+    Stray(u8),
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>, const ARGS: usize> Framer<B, ARGS> {
     /// A framer that stores messages in `buf`; its length is the largest
     /// message accepted.
-    pub fn new(buf: B) -> Self {
+    pub(crate) fn new(buf: B) -> Self {
         Framer {
             lexer: Lexer::new(),
+            parser: Parser::new(),
             buf,
             len: 0,
             size: 0,
+            overflowed: false,
+            removed: 0,
             token_start: 0,
             token_len: 0,
             braces: 0,
@@ -197,57 +218,46 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             tokens: 0,
             token_bytes: 0,
             emitted: false,
-            overflowed: false,
-            removed: 0,
-            path: Path {
-                last_string: None,
-                arguments_next: false,
-                in_arguments: false,
-                key: None,
-            },
             spill: SpillState::None,
         }
     }
 
-    /// The largest message this framer accepts, in bytes.
-    pub fn capacity(&self) -> usize {
-        self.buf.as_ref().len()
-    }
-
     /// Drop any partial message and unfinished token, and leave error
     /// recovery: the next byte is lexed from the start state. A string
-    /// being spilled is abandoned; tell the [`Spill`] to discard it.
-    pub fn reset(&mut self) {
+    /// spilled for the message is discarded.
+    pub(crate) fn reset(&mut self, spill: Option<&mut (dyn Spill + '_)>) {
         self.lexer.reset();
-        self.clear_message();
+        self.clear_message(spill);
     }
 
     /// Whether no message or token is in progress and no error recovery is
     /// under way.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.lexer.is_idle() && self.tokens == 0 && self.token_len == 0
+    }
+
+    /// The frame returned last has been dealt with: forget it, and discard
+    /// what it spilled (its command has run, or it was rejected).
+    pub(crate) fn done(&mut self, spill: Option<&mut (dyn Spill + '_)>) {
+        if self.emitted {
+            self.clear_message(spill);
+        }
     }
 
     /// Consume input until one frame is complete or the input is used up.
     /// Returns the bytes consumed and the frame, if one completed; feed the
-    /// rest of the input in the next call.
-    pub fn push(&mut self, input: &[u8]) -> (usize, Option<Frame<'_>>) {
-        self.push_spilling(input, None)
-    }
-
-    /// [`push`](Self::push), offering long string values of `arguments`
-    /// members to `spill` (see [`spill`](crate::spill)). A message whose
-    /// string was taken completes as [`Frame::Spilled`]; if it fails
-    /// instead, `spill` has been told to discard the string.
-    pub fn push_spilling(
+    /// rest of the input in the next call. Long string values of
+    /// `arguments` members are offered to `spill`, if given.
+    pub(crate) fn push(
         &mut self,
         input: &[u8],
-        mut spill: Option<&mut dyn Spill>,
-    ) -> (usize, Option<Frame<'_>>) {
+        mut spill: Option<&mut (dyn Spill + '_)>,
+    ) -> (usize, Option<Frame<'_, ARGS>>) {
         if self.emitted {
-            self.clear_message();
+            self.clear_message(spill.as_deref_mut());
         }
-        let spilling = spill.is_some();
+        // Asked once per input: strings up to this long stay in the buffer.
+        let threshold = spill.as_deref().map(|s| s.threshold().max(1));
         let mut pos = 0usize;
         while let Some(rest) = input.get(pos..).filter(|rest| !rest.is_empty()) {
             let step = self.lexer.step(rest);
@@ -268,15 +278,26 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                 },
                 Lexeme::Token(kind) => {
                     match spill.as_deref_mut() {
-                        Some(spill) => self.end_spilling(bytes, kind, spill),
+                        Some(spill) => {
+                            // A long string that ends in this input is
+                            // offered too: its body as a partial token.
+                            let long = kind == TokenKind::String
+                                && matches!(self.spill, SpillState::None)
+                                && threshold.is_some_and(|t| {
+                                    self.token_len.saturating_add(bytes.len()) > t
+                                });
+                            match bytes.split_last() {
+                                Some((quote, body)) if long => {
+                                    self.partial_spilling(body, spill);
+                                    self.end_spilling(core::slice::from_ref(quote), kind, spill);
+                                }
+                                _ => self.end_spilling(bytes, kind, spill),
+                            }
+                        }
                         None => self.store_token_bytes(bytes),
                     }
-                    if let Some(frame) = self.on_token(kind, spilling) {
-                        self.emitted = true;
-                        if !matches!(frame, Pending::Value) {
-                            self.abandon_spill(spill);
-                        }
-                        return (pos, Some(self.frame(frame, spilling)));
+                    if let Some(pending) = self.on_token(kind) {
+                        return (pos, Some(self.frame(pending, spill)));
                     }
                 }
                 Lexeme::Error => {
@@ -287,33 +308,30 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     } else {
                         self.store_token_bytes(bytes);
                     }
-                    self.abandon_spill(spill);
-                    self.emitted = true;
-                    return (
-                        pos,
-                        Some(self.frame(Pending::Stray(bytes.last().copied().unwrap_or(0)), false)),
-                    );
+                    let last = bytes.last().copied().unwrap_or(0);
+                    return (pos, Some(self.frame(Pending::Stray(last), spill)));
                 }
                 Lexeme::Oversized => {
-                    self.abandon_spill(spill);
-                    self.emitted = true;
-                    return (
-                        pos,
-                        Some(self.frame(Pending::Limit(FrameError::TokenSizeLimit), false)),
-                    );
+                    let limit = Pending::Limit(FrameError::TokenSizeLimit);
+                    return (pos, Some(self.frame(limit, spill)));
                 }
             }
         }
         (pos, None)
     }
 
-    fn clear_message(&mut self) {
+    fn clear_message(&mut self, spill: Option<&mut (dyn Spill + '_)>) {
+        if !matches!(self.spill, SpillState::None | SpillState::Declined) {
+            if let Some(spill) = spill {
+                spill.discard();
+            }
+        }
+        self.spill = SpillState::None;
+        self.parser.reset();
         self.len = 0;
         self.size = 0;
         self.overflowed = false;
         self.removed = 0;
-        self.path = Path::default();
-        self.spill = SpillState::None;
         self.token_start = 0;
         self.token_len = 0;
         self.braces = 0;
@@ -361,8 +379,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             return;
         }
         let limit = spill.threshold().max(1);
-        let candidate = self.path.key.is_some()
-            && matches!(self.spill, SpillState::None)
+        let candidate = matches!(self.spill, SpillState::None)
             && !self.overflowed
             && self.token_len.saturating_add(bytes.len()) > limit;
         if !candidate {
@@ -383,10 +400,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         self.count_token_bytes(rest.len());
     }
 
-    /// Offer the string token in the buffer to `spill`; if taken, stream
-    /// what is stored of it.
+    /// Offer the string token in the buffer to `spill` if it is the value
+    /// of an `arguments` member; if taken, stream what is stored of it.
     fn begin_spill(&mut self, spill: &mut dyn Spill) -> bool {
-        let Some((key_at, key_len)) = self.path.key else {
+        let Some((key_at, key_len)) = self.parser.argument_key() else {
             return false;
         };
         let buf = self.buf.as_ref();
@@ -397,7 +414,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         let key = buf
             .get(key_at..key_at.saturating_add(key_len))
             .unwrap_or_default();
-        if !spill.begin(JsonStr::from_token(key)) {
+        if !spill.begin(crate::json::JsonStr::from_token(key)) {
             return false;
         }
         let mut stream = StringStream::new();
@@ -455,41 +472,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         };
     }
 
-    /// The message failed: whatever was spilled for it is of no use.
-    fn abandon_spill(&mut self, spill: Option<&mut dyn Spill>) {
-        if !matches!(self.spill, SpillState::None | SpillState::Declined) {
-            if let Some(spill) = spill {
-                spill.discard();
-            }
-            self.spill = SpillState::None;
-        }
-    }
-
-    /// Track where `arguments` members stand, one complete token at a time.
-    fn follow_path(&mut self, kind: TokenKind, token_len: usize) {
-        let path = &mut self.path;
-        let top = self.braces == 1 && self.brackets == 0;
-        let second = self.braces == 2 && self.brackets == 0;
-        let arguments_next = core::mem::take(&mut path.arguments_next);
-        let last_string = path.last_string.take();
-        path.key = None;
-        match kind {
-            TokenKind::String => path.last_string = Some((self.token_start, token_len)),
-            TokenKind::Colon if top => {
-                let key = last_string
-                    .and_then(|(at, len)| self.buf.as_ref().get(at..at.saturating_add(len)));
-                path.arguments_next = matches!(key, Some(b"\"arguments\"" | b"'arguments'"));
-            }
-            TokenKind::Colon if second && path.in_arguments => path.key = last_string,
-            TokenKind::LeftBrace if second => path.in_arguments = arguments_next,
-            TokenKind::RightBrace if self.braces < 2 => path.in_arguments = false,
-            _ => {}
-        }
-    }
-
-    /// QEMU's `json_message_process_token` for one complete token.
-    /// `track`: follow `arguments` member paths (a spill is at hand).
-    fn on_token(&mut self, kind: TokenKind, track: bool) -> Option<Pending> {
+    /// QEMU's `json_message_process_token` for one complete token, and the
+    /// token to the parser.
+    #[inline(never)]
+    fn on_token(&mut self, kind: TokenKind) -> Option<Pending> {
         let token_len = core::mem::take(&mut self.token_len);
         match kind {
             TokenKind::LeftBrace => self.braces = self.braces.saturating_add(1),
@@ -509,8 +495,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
         self.tokens = self.tokens.saturating_add(1);
         self.token_bytes = self.token_bytes.saturating_add(token_len);
-        if track {
-            self.follow_path(kind, token_len);
+        if !self.overflowed {
+            let message = self.buf.as_ref().get(..self.len).unwrap_or_default();
+            let plain = self.lexer.was_plain_string();
+            self.parser.token(kind, message, self.token_start, plain);
         }
         let open = self.braces > 0 || self.brackets > 0;
         if open && self.braces >= 0 && self.brackets >= 0 {
@@ -519,22 +507,41 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         Some(Pending::Value)
     }
 
-    /// The frame for `pending`; `spilling` says whether a spill was at
-    /// hand (only then can a string have been taken).
-    fn frame(&self, pending: Pending, spilling: bool) -> Frame<'_> {
-        let stored = self.buf.as_ref().get(..self.len).unwrap_or_default();
+    /// The frame for `pending`. A message that failed discards what it
+    /// spilled at once; a valid one keeps it for its command until
+    /// [`done`](Self::done).
+    fn frame(&mut self, pending: Pending, spill: Option<&mut (dyn Spill + '_)>) -> Frame<'_, ARGS> {
+        self.emitted = true;
         let complete = !self.overflowed;
-        match pending {
-            Pending::Value if complete => match self.spill {
-                SpillState::Taken { at } if spilling => Frame::Spilled { value: stored, at },
-                _ => Frame::Value(stored),
-            },
-            Pending::Value => Frame::Error(FrameError::TooLarge {
-                size: self.size,
-                capacity: self.capacity(),
+        let taken = match self.spill {
+            SpillState::Taken { at } if complete && matches!(pending, Pending::Value) => Some(at),
+            _ => None,
+        };
+        let stored = self.buf.as_ref().get(..self.len).unwrap_or_default();
+        let verdict = match pending {
+            Pending::Value if complete => Some(self.parser.finish(stored)),
+            _ => None,
+        };
+        let keep = taken.is_some() && matches!(verdict, Some(Ok(_)));
+        if !keep && !matches!(self.spill, SpillState::None | SpillState::Declined) {
+            if let Some(spill) = spill {
+                spill.discard();
+            }
+            self.spill = SpillState::None;
+        }
+        match (pending, verdict) {
+            (_, Some(Ok(record))) => Frame::Valid(Validated {
+                message: stored,
+                record,
+                spilled: taken,
             }),
-            Pending::Limit(error) => Frame::Error(error),
-            Pending::Stray(last) => {
+            (_, Some(Err(error))) => Frame::Invalid(error),
+            (Pending::Value, None) => Frame::Error(FrameError::TooLarge {
+                size: self.size,
+                capacity: self.buf.as_ref().len(),
+            }),
+            (Pending::Limit(error), None) => Frame::Error(error),
+            (Pending::Stray(last), None) => {
                 let head = stored.get(self.token_start..).unwrap_or_default();
                 Frame::Error(FrameError::Stray(StrayToken {
                     head,
@@ -544,13 +551,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             }
         }
     }
-}
-
-/// A frame decided but not yet borrowed from the buffer.
-enum Pending {
-    Value,
-    Limit(FrameError<'static>),
-    Stray(u8),
 }
 
 #[cfg(test)]
@@ -567,15 +567,16 @@ mod tests {
 
     /// Every frame in `input`, rendered as text.
     fn frames_with(capacity: usize, input: &[u8]) -> Vec<String> {
-        let mut framer = Framer::new(vec![0u8; capacity]);
+        let mut framer = Framer::<_, 4>::new(vec![0u8; capacity]);
         let mut out = Vec::new();
         let mut rest = input;
         while !rest.is_empty() {
-            let (n, frame) = framer.push(rest);
+            let (n, frame) = framer.push(rest, None);
             match frame {
-                Some(Frame::Value(v) | Frame::Spilled { value: v, .. }) => {
-                    out.push(String::from_utf8_lossy(v).into_owned())
+                Some(Frame::Valid(v)) => {
+                    out.push(String::from_utf8_lossy(v.message()).into_owned())
                 }
+                Some(Frame::Invalid(e)) => out.push(std::format!("invalid: {e}")),
                 Some(Frame::Error(e)) => out.push(std::format!("error: {e}")),
                 None => {}
             }
@@ -605,10 +606,15 @@ mod tests {
 
     #[test]
     fn stray_closers_end_a_message() {
-        assert_eq!(frames(b"}"), ["}"]);
-        assert_eq!(frames(b"{\"a\":1]"), ["{\"a\":1]"]);
+        // A stray closer is a message of its own, which the parser rejects.
+        let expecting = "invalid: JSON parse error, expecting value";
+        assert_eq!(frames(b"}"), [expecting]);
+        assert_eq!(
+            frames(b"{\"a\":1]"),
+            ["invalid: JSON parse error, expected separator in dict"]
+        );
         // Misnested but balanced: kept together.
-        assert_eq!(frames(b"[{]}"), ["[{]}"]);
+        assert_eq!(frames(b"[{]}"), [expecting]);
     }
 
     #[test]
@@ -639,7 +645,10 @@ mod tests {
         // QEMU drops the message at the 1025th `[`; the `]` then stands alone.
         assert_eq!(
             frames(&deep),
-            ["error: JSON nesting depth limit exceeded", "]"]
+            [
+                "error: JSON nesting depth limit exceeded",
+                "invalid: JSON parse error, expecting value"
+            ]
         );
     }
 
@@ -682,19 +691,23 @@ mod tests {
         input.extend_from_slice(b"\"] {}");
         assert_eq!(
             frames_with(64, &input),
-            ["error: JSON token size limit exceeded", "]", "{}"]
+            [
+                "error: JSON token size limit exceeded",
+                "invalid: JSON parse error, expecting value",
+                "{}"
+            ]
         );
     }
 
     #[test]
     fn reset_drops_partial_input() {
-        let mut framer = Framer::new([0u8; 64]);
-        assert_eq!(framer.push(b"{\"execute\":").1, None);
+        let mut framer = Framer::<_, 4>::new([0u8; 64]);
+        assert!(framer.push(b"{\"execute\":", None).1.is_none());
         assert!(!framer.is_idle());
-        framer.reset();
+        framer.reset(None);
         assert!(framer.is_idle());
-        let (_, frame) = framer.push(b"{}");
-        assert_eq!(frame, Some(Frame::Value(&b"{}"[..])));
+        let (_, frame) = framer.push(b"{}", None);
+        assert!(matches!(frame, Some(Frame::Valid(v)) if v.message() == b"{}"));
         assert_eq!(
             FrameError::TokenSizeLimit.to_string(),
             "JSON token size limit exceeded"

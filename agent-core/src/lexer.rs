@@ -23,16 +23,6 @@
 //! The lexer is sans-IO and stores nothing: it tells its caller which bytes
 //! it consumed and what they were. String bodies are scanned a machine word
 //! at a time.
-//!
-//! ```
-//! use agent_core::lexer::{Lexer, Lexeme, TokenKind};
-//!
-//! let mut lexer = Lexer::new();
-//! let step = lexer.step(br#"  "abc" 12"#);
-//! assert_eq!((step.consumed, step.lexeme), (2, Lexeme::Skipped));
-//! let step = lexer.step(br#""abc" 12"#);
-//! assert_eq!((step.consumed, step.lexeme), (5, Lexeme::Token(TokenKind::String)));
-//! ```
 
 /// QEMU's `MAX_TOKEN_SIZE`: the longest token, and the most token bytes in
 /// one message (64 MiB).
@@ -120,6 +110,9 @@ pub struct Lexer {
     state: State,
     /// Bytes of the unfinished token so far.
     token_len: usize,
+    /// The string being lexed (or the last) is plain: ASCII without
+    /// escapes.
+    plain: bool,
 }
 
 impl Default for Lexer {
@@ -132,8 +125,6 @@ impl Default for Lexer {
 enum Next {
     /// Consume the byte and stay in (or move to) this state.
     Go(State),
-    /// Consume the byte; it completes a token.
-    End(TokenKind),
     /// Do not consume the byte; the token ended before it.
     EndBefore(TokenKind),
     /// Consume the byte; it is a lexical error.
@@ -146,6 +137,7 @@ impl Lexer {
         Lexer {
             state: State::Start,
             token_len: 0,
+            plain: false,
         }
     }
 
@@ -154,92 +146,74 @@ impl Lexer {
         *self = Self::new();
     }
 
+    /// Whether the string token just lexed is plain: ASCII without escapes,
+    /// so its body is its text (and valid).
+    pub(crate) fn was_plain_string(&self) -> bool {
+        self.plain
+    }
+
     /// Whether the lexer is between tokens (not inside a token and not
     /// recovering from an error).
     pub fn is_idle(&self) -> bool {
         self.state == State::Start
     }
 
-    /// Whether the lexer is skipping input after an error.
-    pub fn is_recovering(&self) -> bool {
-        self.state == State::Recovery
-    }
-
-    /// Length in bytes of the unfinished token.
-    pub fn token_len(&self) -> usize {
-        self.token_len
-    }
-
     /// Consume bytes from `input` until one lexeme is complete or the input
     /// is exhausted. Each step's bytes are all of one [`Lexeme`] kind;
     /// a step consumes at least one byte unless `input` is empty.
     pub fn step(&mut self, input: &[u8]) -> Step {
+        if self.state == State::Recovery {
+            // Skip to a resynchronisation point, which is lexed afresh.
+            match input.iter().position(|&b| is_resync_point(b)) {
+                Some(0) => self.state = State::Start,
+                Some(skipped) => {
+                    self.state = State::Start;
+                    return Self::skipped(skipped);
+                }
+                None => return Self::skipped(input.len()),
+            }
+        }
         let mut pos = 0usize;
-        // Bytes consumed in this step that belong to the current token.
+        if self.state == State::Start {
+            let Some(&byte) = input.first() else {
+                return Self::skipped(0);
+            };
+            if is_whitespace(byte) {
+                return Self::skipped(crate::scan::whitespace_len(input));
+            }
+            self.token_len = 1;
+            pos = 1;
+            self.state = match byte {
+                b'{' => return self.finish(1, TokenKind::LeftBrace),
+                b'}' => return self.finish(1, TokenKind::RightBrace),
+                b'[' => return self.finish(1, TokenKind::LeftBracket),
+                b']' => return self.finish(1, TokenKind::RightBracket),
+                b':' => return self.finish(1, TokenKind::Colon),
+                b',' => return self.finish(1, TokenKind::Comma),
+                b'"' => {
+                    self.plain = true;
+                    State::DqString
+                }
+                b'\'' => {
+                    self.plain = true;
+                    State::SqString
+                }
+                b'0' => State::Zero,
+                b'1'..=b'9' => State::Digits,
+                b'-' => State::Sign,
+                b'a'..=b'z' => State::Keyword,
+                _ => return self.error(1),
+            };
+        }
         loop {
             let Some(&byte) = input.get(pos) else {
-                let lexeme = if self.in_token() {
-                    Lexeme::Partial
-                } else {
-                    Lexeme::Skipped
-                };
+                // The input ended inside the token.
                 return Step {
                     consumed: pos,
-                    lexeme,
+                    lexeme: Lexeme::Partial,
                 };
             };
             match self.state {
-                State::Start => {
-                    if is_whitespace(byte) {
-                        pos = pos.saturating_add(1);
-                        continue;
-                    }
-                    if pos > 0 {
-                        // Report the whitespace on its own; the token starts
-                        // in the next step.
-                        return Step {
-                            consumed: pos,
-                            lexeme: Lexeme::Skipped,
-                        };
-                    }
-                    self.token_len = 1;
-                    let next = match byte {
-                        b'{' => Next::End(TokenKind::LeftBrace),
-                        b'}' => Next::End(TokenKind::RightBrace),
-                        b'[' => Next::End(TokenKind::LeftBracket),
-                        b']' => Next::End(TokenKind::RightBracket),
-                        b':' => Next::End(TokenKind::Colon),
-                        b',' => Next::End(TokenKind::Comma),
-                        b'"' => Next::Go(State::DqString),
-                        b'\'' => Next::Go(State::SqString),
-                        b'0' => Next::Go(State::Zero),
-                        b'1'..=b'9' => Next::Go(State::Digits),
-                        b'-' => Next::Go(State::Sign),
-                        b'a'..=b'z' => Next::Go(State::Keyword),
-                        _ => Next::Error,
-                    };
-                    pos = 1;
-                    match next {
-                        Next::Go(state) => self.state = state,
-                        Next::End(kind) => return self.finish(pos, kind),
-                        Next::EndBefore(kind) => return self.finish(0, kind),
-                        Next::Error => return self.error(pos),
-                    }
-                }
-                State::Recovery => {
-                    if is_resync_point(byte) {
-                        self.state = State::Start;
-                        if pos > 0 {
-                            return Step {
-                                consumed: pos,
-                                lexeme: Lexeme::Skipped,
-                            };
-                        }
-                        // Nothing skipped yet: lex this byte right away.
-                        continue;
-                    }
-                    pos = pos.saturating_add(1);
-                }
                 State::DqString | State::SqString => {
                     let quote = if self.state == State::DqString {
                         b'"'
@@ -253,7 +227,7 @@ impl Lexer {
                         .saturating_sub(self.token_len);
                     let rest = input.get(pos..).unwrap_or_default();
                     let window = rest.get(..room).unwrap_or(rest);
-                    let plain = scan_string_body(window, quote);
+                    let plain = crate::scan::scan_string_body(window, quote);
                     if plain > 0 {
                         pos = pos.saturating_add(plain);
                         self.token_len = self.token_len.saturating_add(plain);
@@ -266,6 +240,7 @@ impl Lexer {
                     self.token_len = self.token_len.saturating_add(1);
                     match byte {
                         b'\\' => {
+                            self.plain = false;
                             self.state = if quote == b'"' {
                                 State::DqEscape
                             } else {
@@ -273,6 +248,8 @@ impl Lexer {
                             };
                         }
                         b if b == quote => return self.finish(pos, TokenKind::String),
+                        // UTF-8 is the parser's to check.
+                        0x80..=0xFD => self.plain = false,
                         _ => return self.error(pos),
                     }
                     if self.token_len > MAX_TOKEN_BYTES {
@@ -290,12 +267,19 @@ impl Lexer {
                                 return self.oversized(pos);
                             }
                         }
-                        Next::End(kind) => return self.finish(pos.saturating_add(1), kind),
                         Next::EndBefore(kind) => return self.finish(pos, kind),
                         Next::Error => return self.error(pos.saturating_add(1)),
                     }
                 }
             }
+        }
+    }
+
+    /// `n` bytes of whitespace or of input skipped while recovering.
+    fn skipped(n: usize) -> Step {
+        Step {
+            consumed: n,
+            lexeme: Lexeme::Skipped,
         }
     }
 
@@ -313,10 +297,6 @@ impl Lexer {
         self.state = State::Start;
         self.token_len = 0;
         Some(kind)
-    }
-
-    fn in_token(&self) -> bool {
-        !matches!(self.state, State::Start | State::Recovery)
     }
 
     fn finish(&mut self, consumed: usize, kind: TokenKind) -> Step {
@@ -423,172 +403,6 @@ pub const fn is_resync_point(byte: u8) -> bool {
     }
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Whether any byte of `word` is zero (exact for the "any" question).
-const fn has_zero_byte(word: u64) -> bool {
-    word.wrapping_sub(ONES) & !word & HIGHS != 0
-}
-
-/// Whether any byte of `word` is below 0x20.
-const fn has_control_byte(word: u64) -> bool {
-    word.wrapping_sub(ONES.wrapping_mul(0x20)) & !word & HIGHS != 0
-}
-
-/// Whether `word` holds a byte that ends a plain run inside a string:
-/// the quote, a backslash, a control byte, 0xFE or 0xFF.
-const fn has_special_byte(word: u64, quote: u8) -> bool {
-    has_control_byte(word)
-        || has_zero_byte(word ^ ONES.wrapping_mul(quote as u64))
-        || has_zero_byte(word ^ ONES.wrapping_mul(b'\\' as u64))
-        || has_zero_byte(!(word | ONES))
-}
-
-/// Whether `byte` may stand in a string without ending a plain run.
-const fn is_plain_string_byte(byte: u8, quote: u8) -> bool {
-    byte >= 0x20 && byte <= 0xFD && byte != quote && byte != b'\\'
-}
-
-/// The length of the leading run of `bytes` whose every byte `keep`
-/// accepts, where `words` finds such a run (eight bytes at a time).
-///
-/// With feature `speed`, a run that goes past 64 bytes goes on in whole
-/// 64-byte blocks, each checked by a branch-free fold that compilers
-/// vectorise: long strings (a file's base64) are scanned at memory speed,
-/// while short ones cost no more than the words.
-#[inline(always)]
-pub(crate) fn plain_run(
-    bytes: &[u8],
-    words: impl Fn(&[u8]) -> usize,
-    keep: impl Fn(u8) -> bool,
-) -> usize {
-    #[cfg(feature = "speed")]
-    {
-        // A short input (a small request's rest) is scanned as it is.
-        let Some(first) = bytes.get(..BLOCK).filter(|_| bytes.len() > 2 * BLOCK) else {
-            return words(bytes);
-        };
-        let head = words(first);
-        if head < BLOCK {
-            return head;
-        }
-        long_run(bytes, words, keep)
-    }
-    #[cfg(not(feature = "speed"))]
-    {
-        let _ = keep;
-        words(bytes)
-    }
-}
-
-/// Bytes per block of [`plain_run`]'s long runs.
-#[cfg(feature = "speed")]
-const BLOCK: usize = 64;
-
-/// [`plain_run`] past its first [`BLOCK`] bytes, which were all kept: whole
-/// blocks, then words (not inlined: short runs never get here).
-#[cfg(feature = "speed")]
-#[inline(never)]
-fn long_run(bytes: &[u8], words: impl Fn(&[u8]) -> usize, keep: impl Fn(u8) -> bool) -> usize {
-    let rest = bytes.get(BLOCK..).unwrap_or_default();
-    let blocks = rest
-        .chunks_exact(BLOCK)
-        .take_while(|block| block.iter().fold(true, |all, &b| all & keep(b)))
-        .count()
-        .saturating_mul(BLOCK);
-    let tail = rest.get(blocks..).unwrap_or_default();
-    BLOCK.saturating_add(blocks).saturating_add(words(tail))
-}
-
-/// Length of the leading run of `bytes` that is ASCII without backslashes
-/// (string content the parser need not decode), eight bytes at a time.
-#[inline]
-pub fn scan_plain_ascii(bytes: &[u8]) -> usize {
-    plain_run(bytes, plain_ascii_words, |b| b != b'\\' && b < 0x80)
-}
-
-fn plain_ascii_words(bytes: &[u8]) -> usize {
-    let mut done = 0usize;
-    for chunk in bytes.chunks_exact(8) {
-        let Ok(array) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let word = u64::from_le_bytes(array);
-        if word & HIGHS != 0 || has_zero_byte(word ^ ONES.wrapping_mul(b'\\' as u64)) {
-            break;
-        }
-        done = done.saturating_add(8);
-    }
-    let tail = bytes.get(done..).unwrap_or_default();
-    done.saturating_add(tail.iter().take_while(|&&b| b != b'\\' && b < 0x80).count())
-}
-
-/// Offset of the first `quote` or backslash in `bytes` (or its length),
-/// scanned eight bytes at a time: the end of a run of string content that
-/// is already known to be valid.
-pub fn find_quote_or_backslash(bytes: &[u8], quote: u8) -> usize {
-    let mut done = 0usize;
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
-        let Ok(array) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let word = u64::from_le_bytes(array);
-        let hits = zero_bytes(word ^ ONES.wrapping_mul(quote as u64))
-            | zero_bytes(word ^ ONES.wrapping_mul(b'\\' as u64));
-        if hits != 0 {
-            // The lowest flag is exact: borrows only run upwards.
-            return done.saturating_add((hits.trailing_zeros() / 8) as usize);
-        }
-        done = done.saturating_add(8);
-    }
-    done.saturating_add(
-        words
-            .remainder()
-            .iter()
-            .take_while(|&&b| b != quote && b != b'\\')
-            .count(),
-    )
-}
-
-/// The high bit of each zero byte of `word`, and perhaps of bytes above
-/// one (a borrow): the lowest flag set marks the first zero byte exactly.
-const fn zero_bytes(word: u64) -> u64 {
-    word.wrapping_sub(ONES) & !word & HIGHS
-}
-
-/// Length of the leading run of `bytes` that needs no attention inside a
-/// string delimited by `quote`, scanned eight bytes at a time.
-#[inline]
-pub fn scan_string_body(bytes: &[u8], quote: u8) -> usize {
-    plain_run(
-        bytes,
-        |b| string_body_words(b, quote),
-        |b| is_plain_string_byte(b, quote),
-    )
-}
-
-fn string_body_words(bytes: &[u8], quote: u8) -> usize {
-    let mut done = 0usize;
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
-        let Ok(array) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        if has_special_byte(u64::from_le_bytes(array), quote) {
-            break;
-        }
-        done = done.saturating_add(8);
-    }
-    let tail = bytes.get(done..).unwrap_or_default();
-    let plain = tail
-        .iter()
-        .take_while(|&&b| is_plain_string_byte(b, quote))
-        .count();
-    done.saturating_add(plain)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(
@@ -597,6 +411,21 @@ mod tests {
         clippy::unwrap_used
     )]
     use super::*;
+
+    /// The module's example.
+    #[test]
+    fn doc_example() {
+        use crate::lexer::{Lexeme, Lexer, TokenKind};
+
+        let mut lexer = Lexer::new();
+        let step = lexer.step(br#"  "abc" 12"#);
+        assert_eq!((step.consumed, step.lexeme), (2, Lexeme::Skipped));
+        let step = lexer.step(br#""abc" 12"#);
+        assert_eq!(
+            (step.consumed, step.lexeme),
+            (5, Lexeme::Token(TokenKind::String))
+        );
+    }
 
     /// Lex `input` completely, returning each lexeme with its bytes.
     fn lex(input: &[u8]) -> Vec<(Lexeme, Vec<u8>)> {
@@ -821,60 +650,6 @@ mod tests {
                 .collect()
         };
         assert_eq!(strip(out), strip(whole));
-    }
-
-    #[test]
-    fn word_scan_matches_byte_scan() {
-        for quote in [b'"', b'\''] {
-            for special in [
-                b'"', b'\'', b'\\', 0x00, 0x1F, 0xFE, 0xFF, 0x20, 0x7F, 0xFD, 0x80,
-            ] {
-                // Past 128 bytes, so that the 64-byte blocks of feature
-                // `speed` stop at every place of a block.
-                for at in 0..200 {
-                    let mut bytes = vec![b'A'; 200];
-                    bytes[at] = special;
-                    let expect = bytes
-                        .iter()
-                        .take_while(|&&b| is_plain_string_byte(b, quote))
-                        .count();
-                    assert_eq!(
-                        scan_string_body(&bytes, quote),
-                        expect,
-                        "special {special:#x} at {at}"
-                    );
-                    let ascii = bytes
-                        .iter()
-                        .take_while(|&&b| b != b'\\' && b < 0x80)
-                        .count();
-                    assert_eq!(scan_plain_ascii(&bytes), ascii, "{special:#x} at {at}");
-                    // Also with a second stop after the first, and a
-                    // byte one above the quote before it (where a
-                    // borrow could raise a false flag).
-                    let mut two = bytes.clone();
-                    if at + 1 < two.len() {
-                        two[at + 1] = quote;
-                    }
-                    if at > 0 {
-                        two[at - 1] = quote.wrapping_add(1);
-                    }
-                    for input in [&bytes, &two] {
-                        for from in [0, 1, 3] {
-                            let input = &input[from..];
-                            let expected = input
-                                .iter()
-                                .take_while(|&&b| b != quote && b != b'\\')
-                                .count();
-                            assert_eq!(
-                                find_quote_or_backslash(input, quote),
-                                expected,
-                                "{special:#x} at {at} from {from}"
-                            );
-                        }
-                    }
-                }
-            }
-        }
     }
 
     #[test]

@@ -1,30 +1,45 @@
-//! QEMU's JSON grammar checks (`qobject/json-parser.c`) on a framed value.
+//! QEMU's JSON grammar (`qobject/json-parser.c`) as a push state machine:
+//! the framer hands it each token of a message as the lexer completes it,
+//! and when the message ends the parser has checked its grammar, found
+//! its duplicate keys and recorded where the request's parts are
+//! ([`record`](crate::record)), all in that one pass.
 //!
-//! The parser validates without building anything: it walks the tokens
-//! with an explicit stack (no recursion, bounded by the framer's nesting
-//! limit), checks strings (escapes, `\u` code points, raw UTF-8) and
-//! keywords, and rejects duplicate keys. The first error in QEMU's order
-//! wins, with QEMU's text (PROTOCOL.md §2.5).
+//! Nothing is built: an explicit stack of two bits per open container
+//! (bounded by the framer's nesting limit) stands in for recursion. The
+//! first error in QEMU's order wins, with QEMU's text (PROTOCOL.md §2.5).
+//! QEMU parses a message only once it is complete, so an error found here
+//! is reported only if the framer completes the message without a
+//! lexical error or an exceeded limit, which take precedence.
+//!
+//! Duplicate keys are found in a table of the keys of the open objects
+//! (hash and place). An object whose keys do not all fit it is checked
+//! by one more walk over the message once it is complete
+//! ([`first_duplicate`]): only large or deeply nested requests pay it.
 //!
 //! ```
-//! use agent_core::parser::{validate, ParseError};
+//! use agent_core::json::Value;
 //!
-//! assert_eq!(validate(br#"{"execute": "guest-ping"}"#), Ok(()));
-//! assert_eq!(validate(b"[1,]"), Err(ParseError::ExpectingValue));
-//! let err = validate(br#"{"a": 1, "a": 2}"#).unwrap_err();
-//! assert_eq!(err.to_string(), "JSON parse error, duplicate key");
+//! assert!(Value::parse(br#"{"execute": "guest-ping"}"#).is_ok());
+//! let error = Value::parse(br#"{"a": 1, "a": 2}"#).unwrap_err();
+//! assert_eq!(error.to_string(), "JSON parse error, duplicate key");
+//! assert_eq!(
+//!     Value::parse(b"[1,]").unwrap_err().to_string(),
+//!     "JSON parse error, expecting value"
+//! );
 //! ```
 
 use core::fmt;
 
-use crate::json::{self, JsonStr, Token, Tokens, Value};
-use crate::lexer::TokenKind;
-use crate::unicode;
+use crate::json::{self, JsonStr};
+use crate::lexer::{Lexeme, Lexer, TokenKind};
+use crate::record::Recorder;
+use crate::{scan, unicode};
 
 /// The most containers the parser can have open: the framer's limit.
 const MAX_DEPTH: usize = crate::framer::MAX_NESTING as usize;
 
-/// A grammar error. [`Display`](fmt::Display) gives qemu-ga's description.
+/// A grammar error. [`Display`](fmt::Display) gives qemu-ga's description
+/// (all are sent as GenericError).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -43,14 +58,18 @@ pub enum ParseError<'a> {
     ExpectedListSeparator,
     /// "duplicate key"
     DuplicateKey,
-    /// "invalid keyword '<word>'"
+    /// "invalid keyword '`word`'"
     InvalidKeyword(&'a [u8]),
     /// "invalid escape sequence in string"
     InvalidEscape,
-    /// "<escape> is not a valid Unicode character"; holds the escape text.
+    /// "`escape` is not a valid Unicode character"; holds the escape text.
     InvalidCodepoint(&'a [u8]),
     /// "invalid UTF-8 sequence in string"
     InvalidUtf8,
+    /// "stray '`token`'": the text is not even made of tokens (a lexical
+    /// error; [`Value::parse`](crate::json::Value::parse) only: the agent
+    /// reports these as it frames a message).
+    Stray(&'a [u8]),
 }
 
 /// QEMU formats parser messages into a 1024-byte buffer; longer ones are cut.
@@ -74,7 +93,10 @@ impl fmt::Display for ParseError<'_> {
                 let room = MESSAGE_MAX.saturating_sub(17);
                 f.write_str("invalid keyword '")?;
                 let shown = word.get(..room).unwrap_or(word);
-                f.write_str(core::str::from_utf8(shown).unwrap_or("?"))?;
+                // The word is [a-z]+: its bytes are its characters.
+                for &b in shown {
+                    fmt::Write::write_char(f, char::from(b))?;
+                }
                 return if shown.len() < room {
                     f.write_str("'")
                 } else {
@@ -87,17 +109,74 @@ impl fmt::Display for ParseError<'_> {
                 }
                 " is not a valid Unicode character"
             }
+            ParseError::Stray(token) => {
+                f.write_str("stray '")?;
+                for ch in unicode::ModUtf8Chars::new(token) {
+                    fmt::Write::write_char(f, ch)?;
+                }
+                "'"
+            }
         };
         f.write_str(text)
     }
 }
 
-/// An error and where it was found (QEMU reports the first one in token
-/// order; duplicate keys count at the end of the duplicate pair's value).
+/// An error as the parser keeps it: the text it quotes is a place in the
+/// message (`at`, `len`), read back once the message is complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    PrematureEnd,
+    ExpectingValue,
+    KeyNotString,
+    MissingColon,
+    ExpectedDictSeparator,
+    ExpectedListSeparator,
+    DuplicateKey,
+    InvalidKeyword,
+    InvalidEscape,
+    InvalidCodepoint,
+    InvalidUtf8,
+}
+
+/// A fault and where it was found: QEMU reports the first in token order;
+/// a duplicate key counts at the end of its pair's value.
 #[derive(Clone, Copy, Debug)]
-struct Located<'a> {
-    error: ParseError<'a>,
+struct Located {
+    fault: Fault,
+    /// Offset in the message where the error was found.
     at: usize,
+    /// The quoted text of InvalidKeyword and InvalidCodepoint: its
+    /// offset in the message and length.
+    text: (usize, usize),
+}
+
+impl Located {
+    fn at(fault: Fault, at: usize) -> Self {
+        Located {
+            fault,
+            at,
+            text: (0, 0),
+        }
+    }
+
+    /// The error, its quoted text read from `message`.
+    fn error<'a>(&self, message: &'a [u8]) -> ParseError<'a> {
+        let (at, len) = self.text;
+        let text = message.get(at..at.saturating_add(len)).unwrap_or_default();
+        match self.fault {
+            Fault::PrematureEnd => ParseError::PrematureEnd,
+            Fault::ExpectingValue => ParseError::ExpectingValue,
+            Fault::KeyNotString => ParseError::KeyNotString,
+            Fault::MissingColon => ParseError::MissingColon,
+            Fault::ExpectedDictSeparator => ParseError::ExpectedDictSeparator,
+            Fault::ExpectedListSeparator => ParseError::ExpectedListSeparator,
+            Fault::DuplicateKey => ParseError::DuplicateKey,
+            Fault::InvalidKeyword => ParseError::InvalidKeyword(text),
+            Fault::InvalidEscape => ParseError::InvalidEscape,
+            Fault::InvalidCodepoint => ParseError::InvalidCodepoint(text),
+            Fault::InvalidUtf8 => ParseError::InvalidUtf8,
+        }
+    }
 }
 
 /// What the container on top of the stack is waiting for.
@@ -113,10 +192,13 @@ enum Expect {
     SeparatorOrClose,
     /// The first array element or `]`.
     FirstElement,
+    /// The top-level value is complete.
+    Done,
 }
 
 /// A stack of open containers, two bits each: is-object, and for objects
 /// whether the value being parsed is a key.
+#[derive(Clone, Debug)]
 struct Stack {
     objects: [u64; MAX_DEPTH / 64],
     keys: [u64; MAX_DEPTH / 64],
@@ -124,7 +206,7 @@ struct Stack {
 }
 
 impl Stack {
-    fn new() -> Self {
+    const fn new() -> Self {
         Stack {
             objects: [0; MAX_DEPTH / 64],
             keys: [0; MAX_DEPTH / 64],
@@ -174,348 +256,418 @@ impl Stack {
     }
 }
 
-/// Check `input`, one complete framed value, against QEMU's grammar.
-pub fn validate(input: &[u8]) -> Result<(), ParseError<'_>> {
-    validate_with(input, KeySets::new(), false)
+/// Keys of the open objects tracked for duplicates.
+const TRACKED_KEYS: usize = 24;
+
+/// One tracked key: its hash, where it is in the message, and the depth
+/// of its object.
+#[derive(Clone, Copy, Debug, Default)]
+struct Key {
+    hash: u32,
+    at: u32,
+    len: u32,
+    depth: u32,
 }
 
-/// [`validate`] for a value the framer produced, which the lexer accepted
-/// whole: with feature `speed` its tokens are found by the quick scan
-/// (the same tokens, as a property test in `json` checks), not by the
-/// lexer a second time.
-pub(crate) fn validate_framed(input: &[u8]) -> Result<(), ParseError<'_>> {
-    validate_with(input, KeySets::new(), cfg!(feature = "speed"))
-}
-
-#[inline(never)]
-fn validate_with<'a>(
-    input: &'a [u8],
-    mut keys: KeySets,
-    lexed: bool,
-) -> Result<(), ParseError<'a>> {
-    let tokens = if lexed {
-        Tokens::of_valid(input)
-    } else {
-        Tokens::new(input)
-    };
-    let structural = check_structure(input, tokens, &mut keys).err();
-    match structural {
-        // A duplicate found on the way is the first error: everything
-        // before it was checked.
-        Some(e) if e.error == ParseError::DuplicateKey => return Err(e.error),
-        Some(e) if !keys.untracked => return Err(e.error),
-        None if !keys.untracked => return Ok(()),
-        _ => {}
-    }
-    let limit = structural.map_or(input.len(), |e| e.at);
-    let duplicate = if structural.is_some_and(|e| e.at == 0) {
-        None
-    } else {
-        first_duplicate(input, limit)
-    };
-    match (structural, duplicate) {
-        (Some(s), Some(d)) => Err(if d.at <= s.at { d.error } else { s.error }),
-        (Some(e), None) | (None, Some(e)) => Err(e.error),
-        (None, None) => Ok(()),
-    }
-}
-
-fn fail<'a>(error: ParseError<'a>, token: Option<Token<'a>>, tokens: &Tokens<'a>) -> Located<'a> {
-    Located {
-        error,
-        at: token.map_or(tokens.position(), |t| t.offset),
-    }
-}
-
-/// Objects at most this deep have their keys checked for duplicates on
-/// the structure pass ...
-const TRACKED_DEPTH: usize = 4;
-/// ... if they have at most this many keys.
-const TRACKED_KEYS: usize = 8;
-
-/// The keys of the objects open at the first [`TRACKED_DEPTH`] levels
-/// (hash and offset), so that small requests are checked for duplicate
-/// keys in the same pass as their structure. Anything bigger is left to
-/// [`first_duplicate`].
-#[cfg_attr(not(feature = "speed"), allow(dead_code))]
-struct KeySets {
-    hashes: [[u32; TRACKED_KEYS]; TRACKED_DEPTH],
-    offsets: [[u32; TRACKED_KEYS]; TRACKED_DEPTH],
-    counts: [u8; TRACKED_DEPTH],
-    /// Some object's keys were not all tracked.
+/// The keys of the open objects, innermost last: each object's keys sit
+/// above those of the objects it is nested in, and go when it closes.
+#[derive(Clone, Debug)]
+struct KeyTable {
+    keys: [Key; TRACKED_KEYS],
+    count: usize,
+    /// An object's keys did not all fit (or a key was too far into the
+    /// message): its duplicates are left to [`first_duplicate`].
     untracked: bool,
     /// The depth of the object whose member being parsed repeats a key.
     pending: Option<usize>,
 }
 
-impl KeySets {
-    fn new() -> Self {
-        KeySets {
-            hashes: [[0; TRACKED_KEYS]; TRACKED_DEPTH],
-            offsets: [[0; TRACKED_KEYS]; TRACKED_DEPTH],
-            counts: [0; TRACKED_DEPTH],
+impl KeyTable {
+    const fn new() -> Self {
+        KeyTable {
+            keys: [Key {
+                hash: 0,
+                at: 0,
+                len: 0,
+                depth: 0,
+            }; TRACKED_KEYS],
+            count: 0,
             untracked: false,
             pending: None,
         }
     }
 
-    /// An object opened at `depth` (1 for the top level).
-    fn open(&mut self, depth: usize) {
-        if self.counts.first() == Some(&u8::MAX) {
-            return;
-        }
-        if let Some(count) = self.counts.get_mut(depth.wrapping_sub(1)) {
-            *count = 0;
-        }
-    }
-
-    /// No tracking at all: every duplicate is left to [`first_duplicate`].
-    #[cfg(all(test, feature = "speed"))]
-    fn none() -> Self {
-        KeySets {
-            counts: [u8::MAX; TRACKED_DEPTH],
-            untracked: true,
-            ..KeySets::new()
-        }
-    }
-
-    /// Without the `speed` feature nothing is tracked.
-    #[cfg(not(feature = "speed"))]
-    fn add(&mut self, _depth: usize, _key: &Token<'_>, _input: &[u8]) {
-        self.untracked = true;
-    }
-
-    /// `key` (a token at `offset` of `input`) of the object at `depth`.
-    #[cfg(feature = "speed")]
-    fn add(&mut self, depth: usize, key: &Token<'_>, input: &[u8]) {
-        if self.counts.first() == Some(&u8::MAX) {
-            return; // `none()`
-        }
-        let level = depth.wrapping_sub(1);
-        let (Some(hashes), Some(offsets), Some(count), Ok(offset)) = (
-            self.hashes.get_mut(level),
-            self.offsets.get_mut(level),
-            self.counts.get_mut(level),
-            u32::try_from(key.offset),
-        ) else {
-            self.untracked = true;
-            return;
-        };
-        let n = usize::from(*count);
-        let this = JsonStr::from_token(key.text);
-        let hash = key_hash(&this);
-        let earlier = |&(&h, &at): &(&u32, &u32)| {
-            h == hash
-                && Tokens::new(input.get(at as usize..).unwrap_or_default())
-                    .next()
-                    .is_some_and(|t| JsonStr::from_token(t.text).eq_json(&this))
-        };
-        if hashes
+    /// The object at `depth` closed: forget its keys.
+    fn close(&mut self, depth: usize) {
+        let keys = self.keys.get(..self.count).unwrap_or_default();
+        let kept = keys
             .iter()
-            .zip(offsets.iter())
-            .take(n)
-            .any(|p| earlier(&p))
-        {
+            .rposition(|k| (k.depth as usize) < depth)
+            .map_or(0, |i| i.saturating_add(1));
+        self.count = kept;
+    }
+
+    /// Where an earlier key of the object at `depth` that reads as `key`
+    /// (with `hash`) is, among the first `bound` entries.
+    fn find(
+        &self,
+        depth: usize,
+        message: &[u8],
+        key: &JsonStr<'_>,
+        hash: u32,
+        bound: usize,
+    ) -> Option<usize> {
+        let keys = self.keys.get(..self.count.min(bound)).unwrap_or_default();
+        keys.iter().position(|k| {
+            k.depth as usize == depth && k.hash == hash && {
+                let text = message
+                    .get(k.at as usize..(k.at as usize).saturating_add(k.len as usize))
+                    .unwrap_or_default();
+                JsonStr::from_token(text).eq_json(key)
+            }
+        })
+    }
+
+    /// Key `key` (the token at `at` of `message`) of the object at
+    /// `depth`; notes a repeat in [`pending`](Self::pending).
+    /// `plain`: the key is ASCII without escapes.
+    fn add(&mut self, depth: usize, message: &[u8], at: usize, key: &[u8], plain: bool) {
+        let this = JsonStr::from_token(key);
+        let hash = if plain {
+            plain_hash(key.get(1..key.len().saturating_sub(1)).unwrap_or_default())
+        } else {
+            key_hash(&this)
+        };
+        if self.find(depth, message, &this, hash, usize::MAX).is_some() {
             self.pending = Some(depth);
         }
-        match (hashes.get_mut(n), offsets.get_mut(n)) {
-            (Some(h), Some(o)) => {
-                *h = hash;
-                *o = offset;
-                *count = count.saturating_add(1);
+        self.push(depth, at, key.len(), hash);
+    }
+
+    /// Note a key (its place, length and hash) of the object at `depth`.
+    fn push(&mut self, depth: usize, at: usize, len: usize, hash: u32) {
+        let entry = (u32::try_from(at), u32::try_from(len), u32::try_from(depth));
+        match (self.keys.get_mut(self.count), entry) {
+            (Some(slot), (Ok(at), Ok(len), Ok(depth))) => {
+                *slot = Key {
+                    hash,
+                    at,
+                    len,
+                    depth,
+                };
+                self.count = self.count.saturating_add(1);
             }
             _ => self.untracked = true,
         }
     }
 }
 
-/// Everything but the duplicate keys `keys` does not track.
-fn check_structure<'a>(
-    input: &'a [u8],
-    mut tokens: Tokens<'a>,
-    keys: &mut KeySets,
-) -> Result<(), Located<'a>> {
-    let mut stack = Stack::new();
-    let mut expect = Expect::Value;
-    // A member's value just ended: was its key a repeat?
-    let repeated = |keys: &KeySets, stack: &Stack, expect: Expect| {
-        cfg!(feature = "speed")
-            && expect == Expect::SeparatorOrClose
-            && keys.pending == Some(stack.depth)
-            && stack.top_is_object()
-    };
-    let duplicate = |tokens: &Tokens<'a>| Located {
-        error: ParseError::DuplicateKey,
-        at: tokens.position(),
-    };
-    loop {
-        match expect {
+/// The push parser: feed it the tokens of one message with
+/// [`token`](Self::token), then ask for the verdict with
+/// [`finish`](Self::finish).
+#[derive(Clone, Debug)]
+pub(crate) struct Parser<const ARGS: usize> {
+    stack: Stack,
+    expect: Expect,
+    keys: KeyTable,
+    /// The first error, once found; nothing more is checked after it.
+    error: Option<Located>,
+    /// Where the request's parts are.
+    record: Recorder<ARGS>,
+}
+
+impl<const ARGS: usize> Parser<ARGS> {
+    /// A parser at the start of a message.
+    #[inline(never)]
+    pub(crate) const fn new() -> Self {
+        Parser {
+            stack: Stack::new(),
+            expect: Expect::Value,
+            keys: KeyTable::new(),
+            error: None,
+            record: Recorder::new(),
+        }
+    }
+
+    /// Forget the message so far.
+    pub(crate) fn reset(&mut self) {
+        self.stack.depth = 0;
+        self.expect = Expect::Value;
+        self.keys.count = 0;
+        self.keys.untracked = false;
+        self.keys.pending = None;
+        self.error = None;
+        self.record.reset();
+    }
+
+    /// If the next token is the value of a member of the request's
+    /// `arguments` object, and nothing is wrong so far: where that
+    /// member's key is in the message (offset and length).
+    pub(crate) fn argument_key(&self) -> Option<(usize, usize)> {
+        if self.error.is_some() || self.expect != Expect::Value {
+            return None;
+        }
+        self.record.pending_argument_key(self.stack.depth)
+    }
+
+    /// The next token of the message: `kind`, at `at` of `message` (which
+    /// holds the message's bytes up to the token's end). `plain`: the lexer
+    /// saw a string without escapes or bytes beyond ASCII (valid as it is).
+    pub(crate) fn token(&mut self, kind: TokenKind, message: &[u8], at: usize, plain: bool) {
+        if self.error.is_some() {
+            return;
+        }
+        let text = message.get(at..).unwrap_or_default();
+        if let Err(located) = self.step(kind, text, message, at, plain) {
+            self.error = Some(located);
+        }
+    }
+
+    fn step(
+        &mut self,
+        kind: TokenKind,
+        text: &[u8],
+        message: &[u8],
+        at: usize,
+        plain: bool,
+    ) -> Result<(), Located> {
+        let end = at.saturating_add(text.len());
+        match self.expect {
             Expect::Value | Expect::Key { .. } | Expect::FirstElement => {
-                // Each token is lexed once: taken here, whatever it is.
-                let before = tokens.position();
-                let Some(token) = tokens.next() else {
-                    return Err(Located {
-                        error: ParseError::PrematureEnd,
-                        at: before,
-                    });
-                };
-                if let Expect::Key { first: true } = expect {
-                    if token.kind == TokenKind::RightBrace {
-                        stack.pop();
-                        expect = after_value(&mut stack, None, &tokens)?;
-                        if repeated(keys, &stack, expect) {
-                            return Err(duplicate(&tokens));
-                        }
-                        if stack.depth == 0 && expect == Expect::SeparatorOrClose {
-                            return Ok(());
-                        }
-                        continue;
-                    }
+                let closes = matches!(
+                    (self.expect, kind),
+                    (Expect::Key { first: true }, TokenKind::RightBrace)
+                        | (Expect::FirstElement, TokenKind::RightBracket)
+                );
+                if closes {
+                    return self.close(end);
                 }
-                if expect == Expect::FirstElement && token.kind == TokenKind::RightBracket {
-                    stack.pop();
-                    expect = after_value(&mut stack, None, &tokens)?;
-                    if repeated(keys, &stack, expect) {
-                        return Err(duplicate(&tokens));
-                    }
-                    if stack.depth == 0 && expect == Expect::SeparatorOrClose {
-                        return Ok(());
-                    }
-                    continue;
+                let key = matches!(self.expect, Expect::Key { .. });
+                if key {
+                    self.stack.set_parsing_key(true);
+                } else if self.stack.top_is_object() || self.stack.depth == 0 {
+                    // A member's value (or the top-level value) begins.
+                    self.record
+                        .value_begins(self.stack.depth, kind, at, message);
                 }
-                if let Expect::Key { .. } = expect {
-                    stack.set_parsing_key(true);
-                }
-                match token.kind {
+                match kind {
                     TokenKind::LeftBrace | TokenKind::LeftBracket => {
-                        let object = token.kind == TokenKind::LeftBrace;
-                        if !stack.push(object) {
-                            return Err(fail(ParseError::ExpectingValue, Some(token), &tokens));
+                        let object = kind == TokenKind::LeftBrace;
+                        if !self.stack.push(object) {
+                            return Err(Located::at(Fault::ExpectingValue, at));
                         }
-                        if object && cfg!(feature = "speed") {
-                            keys.open(stack.depth);
-                        }
-                        expect = if object {
+                        self.expect = if object {
                             Expect::Key { first: true }
                         } else {
                             Expect::FirstElement
                         };
-                        continue;
+                        return Ok(());
                     }
                     TokenKind::String => {
-                        check_string(token.text).map_err(|error| Located {
-                            error,
-                            at: token.offset,
-                        })?;
-                        if let Expect::Key { .. } = expect {
-                            keys.add(stack.depth, &token, input);
+                        let plain = plain
+                            || check_string(text).map_err(|(fault, escape)| Located {
+                                fault,
+                                at,
+                                text: escape
+                                    .map_or((0, 0), |(from, len)| (at.saturating_add(from), len)),
+                            })?;
+                        if key {
+                            self.keys.add(self.stack.depth, message, at, text, plain);
+                            self.record.key(self.stack.depth, text, at, plain);
                         }
                     }
                     TokenKind::Integer | TokenKind::Float => {}
                     TokenKind::Keyword => {
-                        if !matches!(token.text, b"true" | b"false" | b"null") {
-                            return Err(fail(
-                                ParseError::InvalidKeyword(token.text),
-                                Some(token),
-                                &tokens,
-                            ));
+                        if !matches!(text, b"true" | b"false" | b"null") {
+                            return Err(Located {
+                                fault: Fault::InvalidKeyword,
+                                at,
+                                text: (at, text.len()),
+                            });
                         }
                     }
-                    _ => return Err(fail(ParseError::ExpectingValue, Some(token), &tokens)),
+                    _ => return Err(Located::at(Fault::ExpectingValue, at)),
                 }
-                expect = after_value(&mut stack, Some(token.kind), &tokens)?;
-                if repeated(keys, &stack, expect) {
-                    return Err(duplicate(&tokens));
-                }
-                if stack.depth == 0 {
-                    return Ok(());
-                }
+                self.value_ends(Some(kind), end)
             }
             Expect::Colon => {
-                let token = tokens.next();
-                match token {
-                    None => return Err(fail(ParseError::PrematureEnd, None, &tokens)),
-                    Some(t) if t.kind == TokenKind::Colon => expect = Expect::Value,
-                    Some(t) => return Err(fail(ParseError::MissingColon, Some(t), &tokens)),
+                if kind == TokenKind::Colon {
+                    self.expect = Expect::Value;
+                    Ok(())
+                } else {
+                    Err(Located::at(Fault::MissingColon, at))
                 }
             }
             Expect::SeparatorOrClose => {
-                let token = tokens.next();
-                let object = stack.top_is_object();
-                let (close, error) = if object {
-                    (TokenKind::RightBrace, ParseError::ExpectedDictSeparator)
+                let object = self.stack.top_is_object();
+                let (close, fault) = if object {
+                    (TokenKind::RightBrace, Fault::ExpectedDictSeparator)
                 } else {
-                    (TokenKind::RightBracket, ParseError::ExpectedListSeparator)
+                    (TokenKind::RightBracket, Fault::ExpectedListSeparator)
                 };
-                match token {
-                    None => return Err(fail(ParseError::PrematureEnd, None, &tokens)),
-                    Some(t) if t.kind == close => {
-                        stack.pop();
-                        expect = after_value(&mut stack, None, &tokens)?;
-                        if repeated(keys, &stack, expect) {
-                            return Err(duplicate(&tokens));
-                        }
-                        if stack.depth == 0 {
-                            return Ok(());
-                        }
-                    }
-                    Some(t) if t.kind == TokenKind::Comma => {
-                        expect = if object {
-                            Expect::Key { first: false }
-                        } else {
-                            Expect::Value
-                        };
-                    }
-                    Some(t) => return Err(fail(error, Some(t), &tokens)),
+                if kind == close {
+                    return self.close(end);
                 }
+                if kind == TokenKind::Comma {
+                    self.expect = if object {
+                        Expect::Key { first: false }
+                    } else {
+                        Expect::Value
+                    };
+                    return Ok(());
+                }
+                Err(Located::at(fault, at))
+            }
+            // A message is one value: the framer ends it there.
+            Expect::Done => Err(Located::at(Fault::ExpectingValue, at)),
+        }
+    }
+
+    /// The container on top closes with the token that ends at `end`.
+    fn close(&mut self, end: usize) -> Result<(), Located> {
+        if self.stack.top_is_object() {
+            self.keys.close(self.stack.depth);
+        }
+        self.stack.pop();
+        self.value_ends(None, end)
+    }
+
+    /// A value just ended at `end` (`kind` is its token for scalars,
+    /// `None` for a closed container): what does the enclosing container
+    /// expect now?
+    fn value_ends(&mut self, kind: Option<TokenKind>, end: usize) -> Result<(), Located> {
+        let depth = self.stack.depth;
+        if depth == 0 {
+            self.record.value_ends(0, end);
+            self.expect = Expect::Done;
+            return Ok(());
+        }
+        if self.stack.top_is_object() {
+            if self.stack.parsing_key() {
+                self.stack.set_parsing_key(false);
+                if kind != Some(TokenKind::String) {
+                    // QEMU points at the key's first token; the end of the
+                    // key is before any later error, which is what matters.
+                    return Err(Located::at(Fault::KeyNotString, end));
+                }
+                self.expect = Expect::Colon;
+                return Ok(());
+            }
+            if self.keys.pending == Some(depth) {
+                return Err(Located::at(Fault::DuplicateKey, end));
+            }
+            self.record.value_ends(depth, end);
+        }
+        self.expect = Expect::SeparatorOrClose;
+        Ok(())
+    }
+
+    /// The message ended. Its verdict: the first error in QEMU's order,
+    /// or the record of an accepted value. `message` is the whole message.
+    pub(crate) fn finish<'m>(&self, message: &'m [u8]) -> Result<&Recorder<ARGS>, ParseError<'m>> {
+        let structural = match (self.error, self.expect) {
+            (Some(e), _) => Some(e),
+            (None, Expect::Done) => None,
+            (None, _) => Some(Located::at(Fault::PrematureEnd, message.len())),
+        };
+        match structural {
+            // A duplicate found on the way is the first error: everything
+            // before it was checked (a duplicate in an untracked object
+            // before it would give the same text).
+            Some(e) if e.fault == Fault::DuplicateKey => return Err(e.error(message)),
+            Some(e) if !self.keys.untracked => return Err(e.error(message)),
+            None if !self.keys.untracked => return Ok(&self.record),
+            _ => {}
+        }
+        // Some object's keys did not fit the table: look for duplicates
+        // before the first error (or in the whole message) by walking the
+        // message once more.
+        let limit = structural.map_or(message.len(), |e| e.at);
+        let duplicate = if structural.is_some_and(|e| e.at == 0) {
+            None
+        } else {
+            first_duplicate(message, limit)
+        };
+        match (structural, duplicate) {
+            (Some(s), Some(d)) => Err(if d <= s.at {
+                ParseError::DuplicateKey
+            } else {
+                s.error(message)
+            }),
+            (None, Some(_)) => Err(ParseError::DuplicateKey),
+            (Some(e), None) => Err(e.error(message)),
+            (None, None) => Ok(&self.record),
+        }
+    }
+}
+
+/// Check `input`, one complete value, against QEMU's grammar: the lexer
+/// and the push parser over a whole text (for [`Value::parse`](crate::json::Value::parse)
+/// and the tests; the agent's parser is fed by the framer instead).
+pub(crate) fn validate(input: &[u8]) -> Result<(), ParseError<'_>> {
+    validate_with(input, Parser::<0>::new())
+}
+
+/// [`validate`] with `parser`.
+fn validate_with(input: &[u8], mut parser: Parser<0>) -> Result<(), ParseError<'_>> {
+    let mut lexer = Lexer::new();
+    let mut pos = 0usize;
+    let mut start = None;
+    while let Some(rest) = input.get(pos..).filter(|r| !r.is_empty()) {
+        let step = lexer.step(rest);
+        let at = pos;
+        pos = pos.saturating_add(step.consumed);
+        match step.lexeme {
+            Lexeme::Skipped => {}
+            Lexeme::Partial => {
+                start.get_or_insert(at);
+            }
+            Lexeme::Token(kind) => {
+                let from = start.take().unwrap_or(at);
+                let plain = kind == TokenKind::String && lexer.was_plain_string();
+                parser.token(kind, input.get(..pos).unwrap_or_default(), from, plain);
+            }
+            // Not tokens: a lexical error.
+            Lexeme::Error | Lexeme::Oversized => {
+                let token = input.get(start.unwrap_or(at)..pos).unwrap_or_default();
+                return Err(ParseError::Stray(token));
             }
         }
     }
-}
-
-/// A value just ended (`kind` is its token for scalars, `None` for a
-/// closed container): what does the enclosing container expect now?
-fn after_value<'a>(
-    stack: &mut Stack,
-    kind: Option<TokenKind>,
-    tokens: &Tokens<'a>,
-) -> Result<Expect, Located<'a>> {
-    if stack.depth == 0 {
-        return Ok(Expect::SeparatorOrClose);
-    }
-    if stack.top_is_object() && stack.parsing_key() {
-        stack.set_parsing_key(false);
-        if kind != Some(TokenKind::String) {
-            // QEMU points at the key's first token; its offset is before
-            // any later error, which is all that matters here.
-            return Err(Located {
-                error: ParseError::KeyNotString,
-                at: tokens.position(),
-            });
+    match (lexer.finish_at_end(), start) {
+        // A number or keyword the end of the text ends.
+        (Some(kind), Some(from)) => parser.token(kind, input, from, false),
+        // A token the end of the text cuts (a string, `-`, `1.`).
+        (None, Some(from)) => {
+            return Err(ParseError::Stray(input.get(from..).unwrap_or_default()));
         }
-        return Ok(Expect::Colon);
+        _ => {}
     }
-    Ok(Expect::SeparatorOrClose)
+    parser.finish(input).map(|_| ())
 }
 
-/// QEMU's `parse_string` checks on one string token.
-fn check_string(raw: &[u8]) -> Result<(), ParseError<'_>> {
+/// QEMU's `parse_string` checks on one string token: whether the string
+/// is plain (ASCII without escapes: its body is its text). On error, the
+/// fault and, for an invalid code point, where its escape is in the token
+/// and how long it is (as far as the token goes).
+#[allow(clippy::type_complexity)]
+fn check_string(raw: &[u8]) -> Result<bool, (Fault, Option<(usize, usize)>)> {
     let body = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
     let mut pos = 0usize;
+    if scan::scan_plain_ascii(body) == body.len() {
+        return Ok(true);
+    }
     while let Some(rest) = body.get(pos..).filter(|r| !r.is_empty()) {
-        let Some(&first) = rest.first() else {
-            break;
-        };
-        if first != b'\\' {
-            // Plain ASCII runs need no decoding.
-            let ascii = crate::lexer::scan_plain_ascii(rest);
-            if ascii > 0 {
-                pos = pos.saturating_add(ascii);
-                continue;
-            }
+        // Plain ASCII runs need no decoding.
+        let ascii = scan::scan_plain_ascii(rest);
+        if ascii > 0 {
+            pos = pos.saturating_add(ascii);
+            continue;
+        }
+        if rest.first() != Some(&b'\\') {
             let (ch, used) = unicode::decode(rest);
             if ch.is_none() {
-                return Err(ParseError::InvalidUtf8);
+                return Err((Fault::InvalidUtf8, None));
             }
             pos = pos.saturating_add(used.max(1));
             continue;
@@ -525,142 +677,119 @@ fn check_string(raw: &[u8]) -> Result<(), ParseError<'_>> {
             json::Escape::InvalidCodepoint(len) => {
                 // QEMU prints the escape's bytes (at most `len`), as far as
                 // the token goes (its text ends at the closing quote).
-                let shown = raw.get(pos.saturating_add(1)..).unwrap_or_default();
-                return Err(ParseError::InvalidCodepoint(
-                    shown.get(..len).unwrap_or(shown),
-                ));
+                let from = pos.saturating_add(1);
+                let shown = raw.len().saturating_sub(from).min(len);
+                return Err((Fault::InvalidCodepoint, Some((from, shown))));
             }
-            json::Escape::Invalid => return Err(ParseError::InvalidEscape),
+            json::Escape::Invalid => return Err((Fault::InvalidEscape, None)),
         }
     }
-    Ok(())
+    Ok(false)
 }
 
-/// Objects with fewer keys than this are checked for duplicates with the
-/// key hashes on the stack; larger ones re-walk earlier keys in blocks.
-const HASH_BLOCK: usize = 32;
-
-/// The first duplicate key before `limit`, located at the end of the
-/// duplicate pair's value.
-fn first_duplicate(input: &[u8], limit: usize) -> Option<Located<'_>> {
-    let mut best: Option<usize> = None;
-    let tokens = Tokens::new(input);
-    for token in tokens {
-        if token.offset >= limit || best.is_some_and(|b| token.offset >= b) {
-            break;
-        }
-        if token.kind == TokenKind::LeftBrace {
-            let object = input.get(token.offset..).unwrap_or_default();
-            if let Some(at) = duplicate_in_object(object, limit.saturating_sub(token.offset)) {
-                let at = at.saturating_add(token.offset);
-                best = Some(best.map_or(at, |b| b.min(at)));
-            }
-        }
-    }
-    best.map(|at| Located {
-        error: ParseError::DuplicateKey,
-        at,
-    })
-}
-
-/// Keys of the object at the start of `object` (offsets relative to it),
-/// complete pairs only, up to `limit`: (key, end of the pair's value).
-fn pairs(object: &[u8], limit: usize) -> impl Iterator<Item = (JsonStr<'_>, usize)> + '_ {
-    let mut tokens = Tokens::new(object);
-    tokens.next(); // `{`
-    core::iter::from_fn(move || {
-        let key = tokens.next()?;
-        if key.kind != TokenKind::String || key.offset >= limit {
-            return None;
-        }
-        if tokens.next()?.kind != TokenKind::Colon {
-            return None;
-        }
-        Value::take(&mut tokens)?;
-        let end = tokens.position();
-        if end > limit {
-            return None;
-        }
-        if tokens.peek().is_some_and(|t| t.kind == TokenKind::Comma) {
-            tokens.next();
-        }
-        Some((JsonStr::from_token(key.text), end))
-    })
-}
-
+/// FNV-1a over a key's decoded characters.
 fn key_hash(key: &JsonStr<'_>) -> u32 {
-    // FNV-1a over the decoded characters (plain ASCII is its own).
-    let step = |h: u32, c: u32| (h ^ c).wrapping_mul(0x0100_0193);
     match key.plain() {
-        Some(body) => body
-            .iter()
-            .fold(0x811c_9dc5u32, |h, &b| step(h, u32::from(b))),
+        Some(body) => plain_hash(body),
         None => key
             .chars()
-            .fold(0x811c_9dc5u32, |h, ch| step(h, u32::from(ch))),
+            .fold(0x811c_9dc5u32, |h, ch| fnv_step(h, u32::from(ch))),
     }
 }
 
-/// Offset (relative to `object`) of the end of the first pair whose key
-/// repeats an earlier one.
-///
-/// Keys are hashed in blocks of [`HASH_BLOCK`] on the stack; each block is
-/// compared with itself and, in one more walk, with all earlier keys, so an
-/// object of `n` keys costs about `n / HASH_BLOCK` walks over it. Equal
-/// hashes are confirmed by comparing the decoded keys.
-fn duplicate_in_object(object: &[u8], limit: usize) -> Option<usize> {
-    let mut all = pairs(object, limit);
-    let mut first_index = 0usize;
-    loop {
-        // (hash, end of the pair's value): 8 bytes a key. A message is at
-        // most 64 MiB (the token size limit), so offsets fit in 32 bits.
-        let mut block = [(0u32, 0u32); HASH_BLOCK];
-        let mut filled = 0usize;
-        for (slot, (key, end)) in block.iter_mut().zip(all.by_ref()) {
-            *slot = (key_hash(&key), u32::try_from(end).unwrap_or(u32::MAX));
-            filled = filled.saturating_add(1);
+/// [`key_hash`] of a key that is ASCII without escapes, from its body.
+fn plain_hash(body: &[u8]) -> u32 {
+    body.iter()
+        .fold(0x811c_9dc5u32, |h, &b| fnv_step(h, u32::from(b)))
+}
+
+fn fnv_step(h: u32, c: u32) -> u32 {
+    (h ^ c).wrapping_mul(0x0100_0193)
+}
+
+/// Where the first duplicate key before `limit` is found (the end of the
+/// duplicate pair's value). The message's grammar is right up to `limit`,
+/// so the views read that part of it.
+#[inline(never)]
+fn first_duplicate(message: &[u8], limit: usize) -> Option<usize> {
+    let text = message.get(..limit)?;
+    let mut best: Option<usize> = None;
+    let mut at = 0usize;
+    // Each `{` outside a string starts an object.
+    while let Some(rest) = text.get(at..) {
+        if best.is_some_and(|b| at >= b) {
+            break;
         }
-        let block = block.get(..filled).unwrap_or_default();
-        if block.is_empty() {
+        let Some(skip) = rest.iter().position(|&b| matches!(b, b'{' | b'"' | b'\'')) else {
+            break;
+        };
+        at = at.saturating_add(skip);
+        let object = text.get(at..).unwrap_or_default();
+        if object.first() == Some(&b'{') {
+            if let Some(end) = duplicate_in_object(object) {
+                let end = end.saturating_add(at);
+                best = Some(best.map_or(end, |b| b.min(end)));
+            }
+            at = at.saturating_add(1);
+        } else {
+            // A string (one cut by `limit` ends the walk).
+            let Some(len) = crate::scan::string_len_unchecked(object) else {
+                break;
+            };
+            at = at.saturating_add(len);
+        }
+    }
+    best
+}
+
+/// Offset (relative to `object`, which may be cut short) of the end of
+/// the first pair whose key repeats an earlier one.
+///
+/// Keys go through a [`KeyTable`] in blocks of [`TRACKED_KEYS`]; each block
+/// is checked against itself as it fills and, in one more walk, against
+/// all earlier keys, so an object of `n` keys costs about
+/// `n / TRACKED_KEYS` walks over it.
+#[inline(never)]
+fn duplicate_in_object(object: &[u8]) -> Option<usize> {
+    let members = || json::Value::of_token_unchecked(object).map(|o| o.members());
+    let mut all = members()?;
+    let mut earlier = 0usize;
+    loop {
+        let mut block = KeyTable::new();
+        // Where each block key's pair ends.
+        let mut ends = [0usize; TRACKED_KEYS];
+        // The first key of the block that repeats an earlier key of the
+        // block ...
+        let mut found = None;
+        for (n, end_slot) in ends.iter_mut().enumerate() {
+            let Some((key, _, at, end)) = all.next_pair() else {
+                break;
+            };
+            let hash = key_hash(&key);
+            if found.is_none() && block.find(1, object, &key, hash, n).is_some() {
+                found = Some(n);
+            }
+            block.push(1, at, key.raw().len(), hash);
+            *end_slot = end;
+        }
+        if block.count == 0 {
             return None;
         }
-        let key_at = |index: usize| pairs(object, limit).nth(index).map(|(k, _)| k);
-        let same = |a: usize, b: usize| match (key_at(a), key_at(b)) {
-            (Some(x), Some(y)) => x.eq_json(&y),
-            _ => false,
-        };
-        // The first key of the block that repeats an earlier key of the
-        // block or of an earlier block.
-        let mut found: Option<usize> = None;
-        for (i, &(hash, _)) in block.iter().enumerate() {
-            let this = first_index.saturating_add(i);
-            let in_block = block
-                .iter()
-                .take(i)
-                .enumerate()
-                .any(|(j, &(h, _))| h == hash && same(first_index.saturating_add(j), this));
-            if in_block {
-                found = Some(i);
+        // ... or of an earlier block.
+        let mut walk = members()?;
+        for _ in 0..earlier {
+            let Some((key, _, _, _)) = walk.next_pair() else {
                 break;
-            }
-        }
-        if first_index > 0 {
-            for (key, _) in pairs(object, limit).take(first_index) {
-                let hash = key_hash(&key);
-                let bound = found.unwrap_or(block.len());
-                let hit = (0..bound).find(|&i| {
-                    block.get(i).is_some_and(|&(h, _)| h == hash)
-                        && key_at(first_index.saturating_add(i)).is_some_and(|k| k.eq_json(&key))
-                });
-                if hit.is_some() {
-                    found = hit;
-                }
+            };
+            let bound = found.unwrap_or(block.count);
+            if let Some(i) = block.find(1, object, &key, key_hash(&key), bound) {
+                found = Some(i);
             }
         }
         if let Some(i) = found {
-            return block.get(i).map(|&(_, end)| end as usize);
+            return ends.get(i).copied();
         }
-        first_index = first_index.saturating_add(block.len());
+        earlier = earlier.saturating_add(block.count);
     }
 }
 
@@ -674,13 +803,13 @@ mod tests {
     use super::*;
     extern crate std;
     use std::string::{String, ToString};
+    use std::vec::Vec;
 
     fn err(input: &[u8]) -> String {
         validate(input).unwrap_err().to_string()
     }
 
     /// JSON-ish text with few distinct keys, nesting, and the odd error.
-    #[cfg(feature = "speed")]
     fn doc() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
@@ -700,7 +829,7 @@ mod tests {
                 Just("1"),
             ];
             prop_oneof![
-                proptest::collection::vec((key, inner.clone()), 0..10).prop_map(|m| {
+                proptest::collection::vec((key, inner.clone()), 0..40).prop_map(|m| {
                     let members: Vec<String> = m
                         .into_iter()
                         .map(|(k, v)| std::format!("{k}: {v}"))
@@ -713,10 +842,16 @@ mod tests {
         })
     }
 
-    #[cfg(feature = "speed")]
+    /// The verdict with duplicates found only by the fallback walk.
+    fn untracked_verdict(input: &[u8]) -> Result<(), ParseError<'_>> {
+        let mut parser = Parser::<0>::new();
+        parser.keys.count = TRACKED_KEYS; // the table is full from the start
+        validate_with(input, parser)
+    }
+
     proptest::proptest! {
-        /// Duplicates found on the structure pass give exactly the verdict
-        /// of the separate duplicate pass.
+        /// Duplicates found on the parser's pass give exactly the verdict
+        /// of the fallback walk.
         #[test]
         fn single_pass_duplicates_agree(text in doc(), cut in 0usize..200) {
             let text = text.as_bytes();
@@ -724,7 +859,7 @@ mod tests {
             for input in [text, cut] {
                 proptest::prop_assert_eq!(
                     validate(input),
-                    validate_with(input, KeySets::none(), false),
+                    untracked_verdict(input),
                     "{}",
                     String::from_utf8_lossy(input)
                 );
@@ -784,6 +919,11 @@ mod tests {
         );
         assert_eq!(err(b"nul"), "JSON parse error, invalid keyword 'nul'");
         assert_eq!(err(b"[1"), "JSON parse error, premature EOI");
+        // A leading zero and a digit are a lexical error.
+        assert_eq!(err(b"[01]"), "JSON parse error, stray '01'");
+        assert_eq!(err(b"\"{\"\x01"), "JSON parse error, stray '\u{1}'");
+        assert_eq!(err(b"\"{\"-"), "JSON parse error, stray '-'");
+        assert_eq!(err(b"[\"ab"), "JSON parse error, stray '\"ab'");
     }
 
     #[test]
@@ -872,6 +1012,8 @@ mod tests {
             "JSON parse error, duplicate key"
         );
         assert_eq!(validate(br#"{"a":{"a":1},"b":{"a":2}}"#), Ok(()));
+        // Keys of closed objects are forgotten.
+        assert_eq!(validate(br#"[{"a":1},{"a":2}]"#), Ok(()));
     }
 
     #[test]
@@ -886,5 +1028,13 @@ mod tests {
         assert_eq!(err(dup.as_bytes()), "JSON parse error, duplicate key");
         let dup = text.replace("\"last\"", "\"k150\"");
         assert_eq!(err(dup.as_bytes()), "JSON parse error, duplicate key");
+        // A duplicate in a large object, then a structural error.
+        let both = std::format!("[{}, ]", text.replace("\"last\"", "\"k9\""));
+        assert_eq!(err(both.as_bytes()), "JSON parse error, duplicate key");
+        // A structural error inside, before the duplicate.
+        let early = text
+            .replacen("\"k2\":2", "\"k2\":]", 1)
+            .replace("\"last\"", "\"k9\"");
+        assert_eq!(err(early.as_bytes()), "JSON parse error, expecting value");
     }
 }

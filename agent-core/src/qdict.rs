@@ -5,41 +5,34 @@
 //! entries go to the head of their bucket's list, and iteration walks the
 //! buckets in order. So an object's members come out sorted by bucket, and
 //! within a bucket in reverse order of insertion.
-//!
-//! ```
-//! use agent_core::qdict::bucket;
-//!
-//! // Why qemu-ga writes {"return": ..., "id": ...} and {"id": ..., "error": ...}:
-//! assert!(bucket("return".bytes()) < bucket("id".bytes()));
-//! assert!(bucket("id".bytes()) < bucket("error".bytes()));
-//! ```
 
 use crate::json::{JsonStr, Value};
 
 /// Buckets in a `QDict` (`QDICT_BUCKET_MAX`).
 pub const BUCKETS: u32 = 512;
 
-/// QEMU's `tdb_hash` over a key's stored (modified UTF-8) bytes.
-pub fn tdb_hash(key: impl Iterator<Item = u8> + Clone) -> u32 {
-    let len = key.clone().count() as u32;
-    let mut value = 0x238F_13AFu32.wrapping_mul(len);
-    for (i, byte) in key.enumerate() {
-        let shift = (i as u32).wrapping_mul(5) % 24;
+/// QEMU's `tdb_hash` over a key's stored (modified UTF-8) bytes, in one
+/// pass: its length term is added at the end.
+pub fn tdb_hash(key: impl Iterator<Item = u8>) -> u32 {
+    let mut len = 0u32;
+    let mut value = 0u32;
+    for byte in key {
+        let shift = len.wrapping_mul(5) % 24;
         value = value.wrapping_add(u32::from(byte) << shift);
+        len = len.wrapping_add(1);
     }
+    let value = value.wrapping_add(0x238F_13AFu32.wrapping_mul(len));
     1_103_515_243u32.wrapping_mul(value).wrapping_add(12345)
 }
 
 /// The bucket of a key.
-pub fn bucket(key: impl Iterator<Item = u8> + Clone) -> u32 {
+pub fn bucket(key: impl Iterator<Item = u8>) -> u32 {
     tdb_hash(key) % BUCKETS
 }
 
-fn bucket_of(key: &JsonStr<'_>) -> u32 {
-    match key.plain() {
-        Some(body) => bucket(body.iter().copied()),
-        None => bucket(key.bytes()),
-    }
+#[inline(never)]
+pub(crate) fn bucket_of(key: &JsonStr<'_>) -> u32 {
+    bucket(key.bytes())
 }
 
 /// How many same-bucket members are reordered on the stack; more collide
@@ -89,7 +82,7 @@ impl SmallOrder {
 }
 
 /// The order of `object`'s members, if it has at most [`SMALL`] of them
-/// (`None` for larger objects, see [`for_each_member`]), and its first
+/// (`None` for larger objects, see [`for_each_member_large`]), and its first
 /// member (so that a lone member needs no second look).
 #[inline(never)]
 #[allow(clippy::type_complexity)]
@@ -141,6 +134,7 @@ pub(crate) fn small_order<'a>(
     Some((order, first))
 }
 
+#[cfg(test)]
 /// Call `f` on each member of `object` in `QDict` iteration order. Stops at
 /// the first error `f` returns.
 pub fn for_each_member<'a, E>(
@@ -238,6 +232,16 @@ mod tests {
         clippy::unwrap_used
     )]
     use super::*;
+
+    /// The module's example.
+    #[test]
+    fn doc_example() {
+        use crate::qdict::bucket;
+
+        // Why qemu-ga writes {"return": ..., "id": ...} and {"id": ..., "error": ...}:
+        assert!(bucket("return".bytes()) < bucket("id".bytes()));
+        assert!(bucket("id".bytes()) < bucket("error".bytes()));
+    }
     extern crate std;
     use std::string::String;
     use std::vec::Vec;

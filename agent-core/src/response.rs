@@ -8,24 +8,23 @@
 //! the only way for a handler to return successfully.
 //!
 //! ```
-//! use agent_core::response::{ErrorClass, Reply};
+//! use agent_core::Reply;
 //!
 //! let mut out = Vec::new();
 //! let mut reply = Reply::detached(&mut out);
 //! reply.delimit();
 //! let mut value = reply.ok().unwrap();
 //! value.i64(42).unwrap();
-//! value.finish().unwrap();
+//! let _sent = value.finish().unwrap();
 //! assert_eq!(out, b"\xff{\"return\": 42}\n");
 //! ```
 
+use core::cell::Cell;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 
-use embedded_io::Write;
-
 use crate::json::Value;
-use crate::writer::{escape_display, JsonWriter};
+use crate::writer::{escape_display, JsonWriter, Output, SinkError};
 
 /// The `class` member of an error response (QAPI's `QapiErrorClass`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,28 +63,49 @@ pub struct Replied {
     _sealed: (),
 }
 
-/// The right to answer one request.
-pub struct Reply<'r, W: Write + ?Sized> {
-    out: &'r mut W,
+/// The right to answer one request: spend it once with [`ok`](Self::ok),
+/// [`ok_empty`](Self::ok_empty) or [`error`](Self::error).
+pub struct Reply<'r> {
+    out: &'r mut dyn Output,
     id: Option<Value<'r>>,
     delimit: bool,
     success_response: bool,
+    /// Set once the reply starts going out (the dispatcher's: a handler
+    /// that fails after that gets its line broken off, not a second reply).
+    begun: Option<&'r Cell<bool>>,
 }
 
-impl<'r, W: Write + ?Sized> Reply<'r, W> {
-    pub(crate) fn new(out: &'r mut W, id: Option<Value<'r>>, success_response: bool) -> Self {
+impl<'r> Reply<'r> {
+    pub(crate) fn new(
+        out: &'r mut dyn Output,
+        id: Option<Value<'r>>,
+        success_response: bool,
+        begun: Option<&'r Cell<bool>>,
+    ) -> Self {
         Reply {
             out,
             id,
             delimit: false,
             success_response,
+            begun,
         }
     }
 
     /// A reply to a request without `id`, for use outside an agent (tests,
     /// examples, adapters that answer on their own).
-    pub fn detached(out: &'r mut W) -> Self {
-        Self::new(out, None, true)
+    pub fn detached(out: &'r mut dyn Output) -> Self {
+        Self::new(out, None, true, None)
+    }
+
+    /// The reply starts going out: the sentinel, if asked for.
+    fn begin(&mut self) -> Result<(), SinkError> {
+        if let Some(begun) = self.begun {
+            begun.set(true);
+        }
+        if self.delimit {
+            self.out.put(&[crate::SENTINEL])?;
+        }
+        Ok(())
     }
 
     /// Send the 0xFF sentinel before this reply (`guest-sync-delimited`).
@@ -95,11 +115,9 @@ impl<'r, W: Write + ?Sized> Reply<'r, W> {
 
     /// Start a successful reply; write the value with the returned writer,
     /// then call [`ReturnWriter::finish`].
-    pub fn ok(self) -> Result<ReturnWriter<'r, W>, W::Error> {
-        if self.delimit {
-            self.out.write_all(&[crate::SENTINEL])?;
-        }
-        self.out.write_all(b"{\"return\": ")?;
+    pub fn ok(mut self) -> Result<ReturnWriter<'r>, SinkError> {
+        self.begin()?;
+        self.out.put(b"{\"return\": ")?;
         Ok(ReturnWriter {
             json: JsonWriter::new(self.out),
             id: self.id,
@@ -108,46 +126,53 @@ impl<'r, W: Write + ?Sized> Reply<'r, W> {
 
     /// A successful reply without a value (`{"return": {}}`), or nothing at
     /// all if the command is registered without success response.
-    pub fn ok_empty(self) -> Result<Replied, W::Error> {
+    pub fn ok_empty(mut self) -> Result<Replied, SinkError> {
         if !self.success_response {
             return Ok(Replied { _sealed: () });
         }
-        let mut value = self.ok()?;
-        value.begin_object()?;
-        value.end_object()?;
-        value.finish()
+        if self.id.is_some() {
+            let mut value = self.ok()?;
+            value.begin_object()?;
+            value.end_object()?;
+            return value.finish();
+        }
+        self.begin()?;
+        self.out.put(b"{\"return\": {}}\n")?;
+        Ok(Replied { _sealed: () })
     }
 
     /// An error reply.
-    pub fn error(self, class: ErrorClass, desc: &dyn fmt::Display) -> Result<Replied, W::Error> {
-        if self.delimit {
-            self.out.write_all(&[crate::SENTINEL])?;
-        }
+    pub fn error(
+        mut self,
+        class: ErrorClass,
+        desc: &dyn fmt::Display,
+    ) -> Result<Replied, SinkError> {
+        self.begin()?;
         write_error(self.out, self.id.as_ref(), class, desc)?;
         Ok(Replied { _sealed: () })
     }
 }
 
 /// Writes the value of a successful reply; dereferences to [`JsonWriter`].
-pub struct ReturnWriter<'r, W: Write + ?Sized> {
-    json: JsonWriter<'r, W>,
+pub struct ReturnWriter<'r> {
+    json: JsonWriter<'r>,
     id: Option<Value<'r>>,
 }
 
-impl<'r, W: Write + ?Sized> ReturnWriter<'r, W> {
+impl<'r> ReturnWriter<'r> {
     /// End the reply: the `id` member, if any, the closing brace and the
     /// newline.
-    pub fn finish(mut self) -> Result<Replied, W::Error> {
+    pub fn finish(mut self) -> Result<Replied, SinkError> {
         if let Some(id) = self.id {
-            self.json.inner().write_all(b", \"id\": ")?;
+            self.json.inner().put(b", \"id\": ")?;
             JsonWriter::new(self.json.inner()).value(&id)?;
         }
-        self.json.inner().write_all(b"}\n")?;
+        self.json.inner().put(b"}\n")?;
         Ok(Replied { _sealed: () })
     }
 }
 
-impl<'r, W: Write + ?Sized> ReturnWriter<'r, W> {
+impl<'r> ReturnWriter<'r> {
     /// Break off a reply that cannot be completed truthfully (its data
     /// failed half-way, after part of it was sent): end the line without
     /// closing the value, so that no JSON parser accepts it as a success.
@@ -167,22 +192,22 @@ impl<'r, W: Write + ?Sized> ReturnWriter<'r, W> {
     /// w.string_chunk(b"QUJD").unwrap();
     /// let _replied = w.abort().unwrap();
     /// assert_eq!(out, b"{\"return\": {\"buf-b64\": \"QUJD\n");
-    /// assert!(agent_core::json::Value::parse(&out).is_none());
+    /// assert!(agent_core::json::Value::parse(&out).is_err());
     /// ```
-    pub fn abort(mut self) -> Result<Replied, W::Error> {
-        self.json.inner().write_all(b"\n")?;
+    pub fn abort(mut self) -> Result<Replied, SinkError> {
+        self.json.inner().put(b"\n")?;
         Ok(Replied { _sealed: () })
     }
 }
 
-impl<'r, W: Write + ?Sized> Deref for ReturnWriter<'r, W> {
-    type Target = JsonWriter<'r, W>;
+impl<'r> Deref for ReturnWriter<'r> {
+    type Target = JsonWriter<'r>;
     fn deref(&self) -> &Self::Target {
         &self.json
     }
 }
 
-impl<W: Write + ?Sized> DerefMut for ReturnWriter<'_, W> {
+impl DerefMut for ReturnWriter<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.json
     }
@@ -190,23 +215,23 @@ impl<W: Write + ?Sized> DerefMut for ReturnWriter<'_, W> {
 
 /// Write `{"id": <id>, "error": {"class": <class>, "desc": <desc>}}` and a
 /// newline (qemu-ga's member order), `id` only if given.
-pub fn write_error<W: Write + ?Sized>(
-    out: &mut W,
+pub(crate) fn write_error(
+    out: &mut dyn Output,
     id: Option<&Value<'_>>,
     class: ErrorClass,
     desc: &dyn fmt::Display,
-) -> Result<(), W::Error> {
-    out.write_all(b"{")?;
+) -> Result<(), SinkError> {
+    out.put(b"{")?;
     if let Some(id) = id {
-        out.write_all(b"\"id\": ")?;
+        out.put(b"\"id\": ")?;
         JsonWriter::new(&mut *out).value(id)?;
-        out.write_all(b", ")?;
+        out.put(b", ")?;
     }
-    out.write_all(b"\"error\": {\"class\": \"")?;
-    out.write_all(class.as_str().as_bytes())?;
-    out.write_all(b"\", \"desc\": ")?;
+    out.put(b"\"error\": {\"class\": \"")?;
+    out.put(class.as_str().as_bytes())?;
+    out.put(b"\", \"desc\": ")?;
     escape_display(out, desc)?;
-    out.write_all(b"}}\n")
+    out.put(b"}}\n")
 }
 
 #[cfg(test)]
@@ -247,10 +272,14 @@ mod tests {
     fn ok_with_id_and_no_success_response() {
         let id = Value::parse(b"7").unwrap();
         let mut out = Vec::new();
-        let _ = Reply::new(&mut out, Some(id), true).ok_empty().unwrap();
+        let _ = Reply::new(&mut out, Some(id), true, None)
+            .ok_empty()
+            .unwrap();
         assert_eq!(out, b"{\"return\": {}, \"id\": 7}\n");
         let mut out = Vec::new();
-        let _ = Reply::new(&mut out, Some(id), false).ok_empty().unwrap();
+        let _ = Reply::new(&mut out, Some(id), false, None)
+            .ok_empty()
+            .unwrap();
         assert!(out.is_empty());
     }
 }

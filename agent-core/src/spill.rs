@@ -19,30 +19,54 @@
 //! data of a request that parsed.
 //!
 //! ```
-//! use agent_core::spill::{Spill, StringStream};
+//! use agent_core::prelude::*;
+//! use agent_core::{json::JsonStr, spill::Spill, LargeStr};
 //!
-//! /// Collects what it is given.
+//! /// Collects the `data` argument of `guest-put`, counting its bytes.
 //! #[derive(Default)]
-//! struct Collect(Vec<u8>);
-//!
-//! impl Spill for Collect {
-//!     fn threshold(&self) -> usize { 0 }
-//!     fn begin(&mut self, _key: agent_core::json::JsonStr<'_>) -> bool { true }
-//!     fn data(&mut self, bytes: &[u8]) { self.0.extend_from_slice(bytes) }
-//!     fn discard(&mut self) { self.0.clear() }
+//! struct Put {
+//!     staged: Vec<u8>,
+//!     received: usize,
 //! }
 //!
-//! // The body of "a\u00e9\/b", cut inside its first escape.
-//! let mut stream = StringStream::new();
-//! let mut sink = Collect::default();
-//! stream.feed(br"a\u00", false, &mut sink);
-//! stream.feed(br"e9\/b", true, &mut sink);
-//! assert_eq!(sink.0, "aé/b".as_bytes());
-//! assert_eq!(stream.placeholder(), b"");
+//! impl Spill for Put {
+//!     fn threshold(&self) -> usize { 16 }
+//!     fn begin(&mut self, key: JsonStr<'_>) -> bool { key.eq_str("data") }
+//!     fn data(&mut self, bytes: &[u8]) { self.staged.extend_from_slice(bytes) }
+//!     fn discard(&mut self) { self.staged.clear() }
+//! }
+//!
+//! impl Put {
+//!     const COMMANDS: [Command<Self>; 1] = [Command::new("guest-put", Self::put)];
+//!
+//!     fn put<'a>(&mut self, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, Self> {
+//!         let n = match args.large_str("data")? {
+//!             LargeStr::Spilled => self.staged.len(),
+//!             LargeStr::Inline(s) => s.bytes().count(),
+//!         };
+//!         args.finish()?;
+//!         self.received += n;
+//!         Ok(reply.ok_empty()?)
+//!     }
+//! }
+//!
+//! impl Commands for Put {
+//!     type Error = core::convert::Infallible;
+//!     fn commands(&self) -> &[Command<Self>] { &Self::COMMANDS }
+//!     fn spill(&mut self) -> Option<&mut dyn Spill> { Some(self) }
+//! }
+//!
+//! // A 64-byte buffer, and a request of over 1000 bytes.
+//! let mut agent = Agent::new([0u8; 64], Put::default(), Policy::new());
+//! let request = format!(r#"{{"execute": "guest-put", "arguments": {{"data": "{}\u00e9"}}}}"#, "x".repeat(1000));
+//! let mut out = Vec::new();
+//! agent.feed(request.as_bytes(), &mut out).unwrap();
+//! assert_eq!(out, b"{\"return\": {}}\n");
+//! assert_eq!(agent.commands().received, 1002); // UTF-8 of "x" * 1000 + "é"
 //! ```
 
 use crate::json::{self, JsonStr};
-use crate::lexer::scan_plain_ascii;
+use crate::scan::scan_plain_ascii;
 use crate::unicode;
 
 /// Where the adapter keeps a long string argument while its request
@@ -73,7 +97,7 @@ const LOOKAHEAD: usize = 12;
 /// A string body checked and decoded piece by piece, as the parser's
 /// string rules and [`JsonStr::bytes`] would on the whole of it.
 #[derive(Clone, Debug, Default)]
-pub struct StringStream {
+pub(crate) struct StringStream {
     /// An escape or UTF-8 sequence cut by the end of the previous piece.
     carry: [u8; LOOKAHEAD],
     carried: u8,
@@ -85,7 +109,7 @@ pub struct StringStream {
 
 impl StringStream {
     /// A stream at the start of a string body.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         StringStream {
             carry: [0; LOOKAHEAD],
             carried: 0,
@@ -97,14 +121,14 @@ impl StringStream {
 
     /// Whether the body so far broke the parser's string rules (nothing
     /// more is passed on once it did).
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.failed
     }
 
     /// A short body for which the parser gives the same verdict as for
     /// the whole string: empty if it is valid, else its first invalid
     /// sequence. Complete once `feed` was called with `end`.
-    pub fn placeholder(&self) -> &[u8] {
+    pub(crate) fn placeholder(&self) -> &[u8] {
         self.placeholder
             .get(..usize::from(self.placeholder_len))
             .unwrap_or_default()
@@ -112,7 +136,7 @@ impl StringStream {
 
     /// Take the next piece of the body (the bytes between the quotes);
     /// `end` says it is the last. Decoded content goes to `sink`.
-    pub fn feed(&mut self, piece: &[u8], end: bool, sink: &mut dyn Spill) {
+    pub(crate) fn feed(&mut self, piece: &[u8], end: bool, sink: &mut dyn Spill) {
         let mut piece = piece;
         if self.carried > 0 {
             // Join the carried bytes with enough of this piece to finish

@@ -4,16 +4,6 @@
 //! `C0 80`, every other code point is ordinary UTF-8, and surrogates,
 //! noncharacters (U+FDD0–U+FDEF, U+xxFFFE, U+xxFFFF) and values beyond
 //! U+10FFFF are invalid (`util/unicode.c`).
-//!
-//! ```
-//! use agent_core::unicode::{decode, ModUtf8Chars};
-//!
-//! assert_eq!(decode(b"\xc3\xa9x"), (Some('é'), 2));
-//! assert_eq!(decode(b"\xc0\x80"), (Some('\0'), 2)); // modified UTF-8 NUL
-//! assert_eq!(decode(b"\xef\xbf\xbf"), (None, 3));   // U+FFFF: noncharacter
-//! let text: String = ModUtf8Chars::new(b"a\xffb").collect();
-//! assert_eq!(text, "a\u{FFFD}b");
-//! ```
 
 /// Whether QEMU accepts `cp` as a character (`is_valid_codepoint`).
 pub const fn is_valid_codepoint(cp: u32) -> bool {
@@ -112,6 +102,18 @@ mod tests {
         clippy::unwrap_used
     )]
     use super::*;
+
+    /// The module's example.
+    #[test]
+    fn doc_example() {
+        use crate::unicode::{decode, ModUtf8Chars};
+
+        assert_eq!(decode(b"\xc3\xa9x"), (Some('é'), 2));
+        assert_eq!(decode(b"\xc0\x80"), (Some('\0'), 2)); // modified UTF-8 NUL
+        assert_eq!(decode(b"\xef\xbf\xbf"), (None, 3)); // U+FFFF: noncharacter
+        let text: String = ModUtf8Chars::new(b"a\xffb").collect();
+        assert_eq!(text, "a\u{FFFD}b");
+    }
 
     #[test]
     fn qemu_rules() {

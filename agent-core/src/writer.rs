@@ -22,26 +22,125 @@ use core::fmt;
 
 use embedded_io::Write;
 
-use crate::json::{JsonStr, Number, Tokens, Value, ValueKind};
-use crate::lexer::TokenKind;
+use crate::json::{JsonStr, Number, Value, ValueKind};
 use crate::qdict;
+
+/// The output failed: the sink's write returned an error. The agent keeps
+/// the sink's own error and returns it from [`Agent::feed`](crate::Agent::feed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SinkError;
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the output failed")
+    }
+}
+
+/// Where JSON output goes. Every [`embedded_io::Write`] is one (its error
+/// becomes a [`SinkError`]); the writer and replies take `&mut dyn Output`,
+/// so command handlers do not depend on the sink's type.
+pub trait Output {
+    /// Write all of `bytes`.
+    fn put(&mut self, bytes: &[u8]) -> Result<(), SinkError>;
+
+    /// Send what is buffered (the agent calls it after each reply).
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Whether a write of this output has failed (the agent asks, to tell
+    /// its own output's failure from a failure of a handler's own sink).
+    fn failed(&self) -> bool {
+        false
+    }
+}
+
+impl<W: Write + ?Sized> Output for W {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        Write::write_all(self, bytes).map_err(|_| SinkError)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Write::flush(self).map_err(|_| SinkError)
+    }
+}
+
+/// An [`Output`] over an [`embedded_io::Write`] that keeps the sink's own
+/// error, for callers that must return it.
+pub(crate) struct Sink<'w, W: Write + ?Sized> {
+    out: &'w mut W,
+    error: Option<W::Error>,
+}
+
+impl<'w, W: Write + ?Sized> Sink<'w, W> {
+    pub(crate) fn new(out: &'w mut W) -> Self {
+        Sink { out, error: None }
+    }
+
+    /// `result` with a [`SinkError`] replaced by the sink's own error.
+    /// (Only this sink's failures reach here: the dispatcher answers a
+    /// command's failure of some other sink as a command failure.)
+    pub(crate) fn result(self, result: Result<(), SinkError>) -> Result<(), W::Error> {
+        match (result, self.error) {
+            (Err(SinkError), Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<W: Write + ?Sized> Output for Sink<'_, W> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        Write::write_all(self.out, bytes).map_err(|e| {
+            self.error = Some(e);
+            SinkError
+        })
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Write::flush(self.out).map_err(|e| {
+            self.error = Some(e);
+            SinkError
+        })
+    }
+
+    fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+/// Where member `name` goes in an object qemu-ga writes: qemu-ga builds
+/// results as `QDict`s, which write their members sorted by this number
+/// (a hash bucket), the later-added first among equals. Members are added
+/// in schema order. Adapters that build objects of several members sort
+/// them by it to write them as qemu-ga does.
+///
+/// ```
+/// use agent_core::writer::qdict_bucket;
+///
+/// // Why qemu-ga writes {"return": ..., "id": ...}:
+/// assert!(qdict_bucket("return") < qdict_bucket("id"));
+/// ```
+pub fn qdict_bucket(name: &str) -> u32 {
+    qdict::bucket(name.bytes())
+}
 
 /// Nesting the writer tracks separators for; deeper output is written but
 /// its commas are not tracked.
 const MAX_DEPTH: u32 = 64;
 
 /// Writes one JSON value to `W`, inserting separators itself.
-pub struct JsonWriter<'w, W: Write + ?Sized> {
-    out: &'w mut W,
+pub struct JsonWriter<'w> {
+    out: &'w mut dyn Output,
     /// Bit `i`: the container at depth `i + 1` already has an element.
     started: u64,
     depth: u32,
     after_key: bool,
 }
 
-impl<'w, W: Write + ?Sized> JsonWriter<'w, W> {
+impl<'w> JsonWriter<'w> {
     /// A writer at the start of a value.
-    pub fn new(out: &'w mut W) -> Self {
+    pub fn new(out: &'w mut dyn Output) -> Self {
         JsonWriter {
             out,
             started: 0,
@@ -51,10 +150,11 @@ impl<'w, W: Write + ?Sized> JsonWriter<'w, W> {
     }
 
     /// The underlying sink (for raw bytes after the value is complete).
-    pub fn inner(&mut self) -> &mut W {
+    pub fn inner(&mut self) -> &mut dyn Output {
         self.out
     }
 
+    #[inline(never)]
     fn level_bit(&self) -> u64 {
         match self.depth {
             1..=MAX_DEPTH => 1u64 << (self.depth.saturating_sub(1)),
@@ -63,152 +163,152 @@ impl<'w, W: Write + ?Sized> JsonWriter<'w, W> {
     }
 
     /// Write a separator if this value is not the first in its container.
-    fn before_value(&mut self) -> Result<(), W::Error> {
+    fn before_value(&mut self) -> Result<(), SinkError> {
         if self.after_key {
             self.after_key = false;
             return Ok(());
         }
         let bit = self.level_bit();
         if self.started & bit != 0 {
-            self.out.write_all(b", ")?;
+            self.out.put(b", ")?;
         }
         self.started |= bit;
         Ok(())
     }
 
     /// `{`
-    pub fn begin_object(&mut self) -> Result<(), W::Error> {
+    pub fn begin_object(&mut self) -> Result<(), SinkError> {
         self.begin(b"{")
     }
 
     /// `}`
-    pub fn end_object(&mut self) -> Result<(), W::Error> {
+    pub fn end_object(&mut self) -> Result<(), SinkError> {
         self.end(b"}")
     }
 
     /// `[`
-    pub fn begin_array(&mut self) -> Result<(), W::Error> {
+    pub fn begin_array(&mut self) -> Result<(), SinkError> {
         self.begin(b"[")
     }
 
     /// `]`
-    pub fn end_array(&mut self) -> Result<(), W::Error> {
+    pub fn end_array(&mut self) -> Result<(), SinkError> {
         self.end(b"]")
     }
 
-    fn begin(&mut self, open: &[u8]) -> Result<(), W::Error> {
+    fn begin(&mut self, open: &[u8]) -> Result<(), SinkError> {
         self.before_value()?;
-        self.out.write_all(open)?;
+        self.out.put(open)?;
         self.depth = self.depth.saturating_add(1);
         let bit = self.level_bit();
         self.started &= !bit;
         Ok(())
     }
 
-    fn end(&mut self, close: &[u8]) -> Result<(), W::Error> {
+    fn end(&mut self, close: &[u8]) -> Result<(), SinkError> {
         let bit = self.level_bit();
         self.started &= !bit;
         self.depth = self.depth.saturating_sub(1);
-        self.out.write_all(close)
+        self.out.put(close)
     }
 
     /// A member name inside an object; the member's value comes next.
-    pub fn key(&mut self, name: &str) -> Result<(), W::Error> {
+    pub fn key(&mut self, name: &str) -> Result<(), SinkError> {
         self.before_value()?;
         escape_str(self.out, name)?;
-        self.out.write_all(b": ")?;
+        self.out.put(b": ")?;
         self.after_key = true;
         Ok(())
     }
 
     /// A member name taken from the input.
-    pub fn json_key(&mut self, name: &JsonStr<'_>) -> Result<(), W::Error> {
+    pub fn json_key(&mut self, name: &JsonStr<'_>) -> Result<(), SinkError> {
         self.before_value()?;
         escape_chars(self.out, name.chars())?;
-        self.out.write_all(b": ")?;
+        self.out.put(b": ")?;
         self.after_key = true;
         Ok(())
     }
 
     /// A string value.
-    pub fn str(&mut self, s: &str) -> Result<(), W::Error> {
+    pub fn str(&mut self, s: &str) -> Result<(), SinkError> {
         self.before_value()?;
         escape_str(self.out, s)
     }
 
     /// A string value from the input, re-escaped.
-    pub fn json_str(&mut self, s: &JsonStr<'_>) -> Result<(), W::Error> {
+    pub fn json_str(&mut self, s: &JsonStr<'_>) -> Result<(), SinkError> {
         self.before_value()?;
         escape_chars(self.out, s.chars())
     }
 
     /// A string value that is the [`Display`](fmt::Display) text of `d`.
-    pub fn display(&mut self, d: &dyn fmt::Display) -> Result<(), W::Error> {
+    pub fn display(&mut self, d: &dyn fmt::Display) -> Result<(), SinkError> {
         self.before_value()?;
         escape_display(self.out, d)
     }
 
     /// A string value whose body is already JSON-safe ASCII (for example
     /// base64), written as is. Bytes that would need escaping are escaped.
-    pub fn ascii_str(&mut self, bytes: &[u8]) -> Result<(), W::Error> {
+    pub fn ascii_str(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
         self.before_value()?;
-        self.out.write_all(b"\"")?;
+        self.out.put(b"\"")?;
         escape_body_bytes(self.out, bytes)?;
-        self.out.write_all(b"\"")
+        self.out.put(b"\"")
     }
 
     /// Start a string value whose body is then streamed with
     /// [`string_chunk`](Self::string_chunk) and ended with
     /// [`end_string`](Self::end_string).
-    pub fn begin_string(&mut self) -> Result<(), W::Error> {
+    pub fn begin_string(&mut self) -> Result<(), SinkError> {
         self.before_value()?;
-        self.out.write_all(b"\"")
+        self.out.put(b"\"")
     }
 
     /// More of a string begun with [`begin_string`](Self::begin_string);
     /// `bytes` are ASCII (anything else is escaped byte by byte).
-    pub fn string_chunk(&mut self, bytes: &[u8]) -> Result<(), W::Error> {
+    pub fn string_chunk(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
         escape_body_bytes(self.out, bytes)
     }
 
     /// End a string begun with [`begin_string`](Self::begin_string).
-    pub fn end_string(&mut self) -> Result<(), W::Error> {
-        self.out.write_all(b"\"")
+    pub fn end_string(&mut self) -> Result<(), SinkError> {
+        self.out.put(b"\"")
     }
 
     /// `true` or `false`.
-    pub fn bool(&mut self, v: bool) -> Result<(), W::Error> {
+    pub fn bool(&mut self, v: bool) -> Result<(), SinkError> {
         self.before_value()?;
-        self.out.write_all(if v { b"true" } else { b"false" })
+        self.out.put(if v { b"true" } else { b"false" })
     }
 
     /// `null`
-    pub fn null(&mut self) -> Result<(), W::Error> {
+    pub fn null(&mut self) -> Result<(), SinkError> {
         self.before_value()?;
-        self.out.write_all(b"null")
+        self.out.put(b"null")
     }
 
     /// A signed integer.
-    pub fn i64(&mut self, v: i64) -> Result<(), W::Error> {
+    pub fn i64(&mut self, v: i64) -> Result<(), SinkError> {
         self.before_value()?;
         if v < 0 {
-            self.out.write_all(b"-")?;
+            self.out.put(b"-")?;
         }
         write_decimal(self.out, v.unsigned_abs())
     }
 
     /// An unsigned integer.
-    pub fn u64(&mut self, v: u64) -> Result<(), W::Error> {
+    pub fn u64(&mut self, v: u64) -> Result<(), SinkError> {
         self.before_value()?;
         write_decimal(self.out, v)
     }
 
     /// A floating-point number, as `%.17g` prints it.
-    pub fn f64(&mut self, v: f64) -> Result<(), W::Error> {
+    pub fn f64(&mut self, v: f64) -> Result<(), SinkError> {
         self.before_value()?;
         let mut buf = Buf::<40>::new();
         format_g17(v, &mut buf);
-        self.out.write_all(buf.bytes())
+        self.out.put(buf.bytes())
     }
 
     /// Re-emit a value from the input the way qemu-ga writes it back: its
@@ -218,7 +318,7 @@ impl<'w, W: Write + ?Sized> JsonWriter<'w, W> {
     /// token, at any depth. Objects that need reordering are reordered up
     /// to [`REORDER_DEPTH`] levels deep (each level costs stack); deeper
     /// ones keep the input's member order.
-    pub fn value(&mut self, value: &Value<'_>) -> Result<(), W::Error> {
+    pub fn value(&mut self, value: &Value<'_>) -> Result<(), SinkError> {
         self.before_value()?;
         emit_value(self.out, value, REORDER_DEPTH)
     }
@@ -231,7 +331,7 @@ pub const REORDER_DEPTH: u32 = 8;
 // Not inlined into the recursive `emit_value`, so its (float-formatting)
 // frame is paid once at the leaf rather than at every level.
 #[inline(never)]
-fn emit_scalar<W: Write + ?Sized>(out: &mut W, value: &Value<'_>) -> Result<(), W::Error> {
+fn emit_scalar(out: &mut dyn Output, value: &Value<'_>) -> Result<(), SinkError> {
     let mut w = JsonWriter::new(out);
     match value.kind() {
         ValueKind::String => match value.as_str() {
@@ -254,11 +354,7 @@ fn needs_reordering(value: &Value<'_>) -> bool {
     value.kind() == ValueKind::Object && value.members().nth(1).is_some()
 }
 
-fn emit_value<W: Write + ?Sized>(
-    out: &mut W,
-    value: &Value<'_>,
-    budget: u32,
-) -> Result<(), W::Error> {
+fn emit_value(out: &mut dyn Output, value: &Value<'_>, budget: u32) -> Result<(), SinkError> {
     if budget > 0 && needs_reordering(value) {
         return emit_reordered(out, value, budget);
     }
@@ -274,11 +370,7 @@ fn emit_value<W: Write + ?Sized>(
 /// member). Arrays, large objects and scalars inside go through
 /// [`emit_value`].
 #[inline(never)]
-fn emit_reordered<W: Write + ?Sized>(
-    out: &mut W,
-    value: &Value<'_>,
-    budget: u32,
-) -> Result<(), W::Error> {
+fn emit_reordered(out: &mut dyn Output, value: &Value<'_>, budget: u32) -> Result<(), SinkError> {
     let Some((order, _)) = qdict::small_order(value) else {
         return emit_reordered_large(out, value, budget);
     };
@@ -288,10 +380,10 @@ fn emit_reordered<W: Write + ?Sized>(
         next: 0,
     }; LEVELS];
     let mut depth = 1usize;
-    out.write_all(b"{")?;
+    out.put(b"{")?;
     while let Some(top) = depth.checked_sub(1).and_then(|d| levels.get_mut(d)) {
         let Some(offset) = top.order.offsets().nth(usize::from(top.next)) else {
-            out.write_all(b"}")?;
+            out.put(b"}")?;
             depth = depth.saturating_sub(1);
             continue;
         };
@@ -312,7 +404,7 @@ fn emit_reordered<W: Write + ?Sized>(
                     next: 0,
                 };
                 depth = depth.saturating_add(1);
-                out.write_all(b"{")?;
+                out.put(b"{")?;
                 continue;
             }
         }
@@ -337,17 +429,17 @@ struct Level<'a> {
 /// The separator and `"key": ` of the member at `offset` of `object`;
 /// returns the member's value.
 #[inline(never)]
-fn emit_member_head<'a, W: Write + ?Sized>(
-    out: &mut W,
+fn emit_member_head<'a>(
+    out: &mut dyn Output,
     object: &Value<'a>,
     offset: usize,
     separator: bool,
-) -> Result<Option<Value<'a>>, W::Error> {
+) -> Result<Option<Value<'a>>, SinkError> {
     let Some((key, member)) = object.member_at(offset) else {
         return Ok(None);
     };
     if separator {
-        out.write_all(b", ")?;
+        out.put(b", ")?;
     }
     emit_key(out, &key)?;
     Ok(Some(member))
@@ -355,75 +447,75 @@ fn emit_member_head<'a, W: Write + ?Sized>(
 
 /// `"key": `
 #[inline(never)]
-fn emit_key<W: Write + ?Sized>(out: &mut W, key: &JsonStr<'_>) -> Result<(), W::Error> {
+fn emit_key(out: &mut dyn Output, key: &JsonStr<'_>) -> Result<(), SinkError> {
     escape_chars(out, key.chars())?;
-    out.write_all(b": ")
+    out.put(b": ")
 }
 
 /// [`emit_reordered`] for objects too large for [`qdict::small_order`].
-fn emit_reordered_large<W: Write + ?Sized>(
-    out: &mut W,
+fn emit_reordered_large(
+    out: &mut dyn Output,
     value: &Value<'_>,
     budget: u32,
-) -> Result<(), W::Error> {
-    out.write_all(b"{")?;
+) -> Result<(), SinkError> {
+    out.put(b"{")?;
     let mut first = true;
     let mut result = Ok(());
     qdict::for_each_member_large(value, &mut |key, member| {
         let separator = if first { &b""[..] } else { b", " };
         first = false;
         result = out
-            .write_all(separator)
+            .put(separator)
             .and_then(|()| emit_key(out, &key))
             .and_then(|()| emit_value(out, &member, budget.saturating_sub(1)));
         result.is_ok()
     });
     result?;
-    out.write_all(b"}")
+    out.put(b"}")
 }
 
 /// A container streamed token by token; the input's separators are
 /// exactly where the output needs them.
-fn emit_streamed<W: Write + ?Sized>(
-    out: &mut W,
-    value: &Value<'_>,
-    budget: u32,
-) -> Result<(), W::Error> {
-    let mut tokens = Tokens::of_valid(value.text());
-    while let Some(token) = tokens.peek() {
-        let text: &[u8] = match token.kind {
-            TokenKind::LeftBrace => {
-                let mut ahead = tokens.clone();
-                if let Some(object) =
-                    Value::take(&mut ahead).filter(|o| budget > 0 && needs_reordering(o))
-                {
+fn emit_streamed(out: &mut dyn Output, value: &Value<'_>, budget: u32) -> Result<(), SinkError> {
+    let text = value.text();
+    let mut at = 0usize;
+    while let Some(rest) = text.get(at..).filter(|r| !r.is_empty()) {
+        let blank = crate::scan::whitespace_len(rest);
+        let rest = rest.get(blank..).unwrap_or_default();
+        at = at.saturating_add(blank);
+        let Some(&first) = rest.first() else {
+            break;
+        };
+        let separator: &[u8] = match first {
+            b'{' => match Value::first_unchecked(rest) {
+                Some(object) if budget > 0 && needs_reordering(&object) => {
                     emit_reordered(out, &object, budget)?;
-                    tokens = ahead;
+                    at = at.saturating_add(object.text().len());
                     continue;
                 }
-                b"{"
-            }
-            TokenKind::RightBrace => b"}",
-            TokenKind::LeftBracket => b"[",
-            TokenKind::RightBracket => b"]",
-            TokenKind::Comma => b", ",
-            TokenKind::Colon => b": ",
-            TokenKind::String | TokenKind::Integer | TokenKind::Float | TokenKind::Keyword => {
-                let mut ahead = tokens.clone();
-                if let Some(scalar) = Value::take(&mut ahead) {
-                    emit_scalar(out, &scalar)?;
-                }
-                tokens = ahead;
+                _ => b"{",
+            },
+            b'}' => b"}",
+            b'[' => b"[",
+            b']' => b"]",
+            b',' => b", ",
+            b':' => b": ",
+            _ => {
+                let Some(scalar) = Value::first_unchecked(rest) else {
+                    break;
+                };
+                emit_scalar(out, &scalar)?;
+                at = at.saturating_add(scalar.text().len());
                 continue;
             }
         };
-        out.write_all(text)?;
-        tokens.next();
+        out.put(separator)?;
+        at = at.saturating_add(1);
     }
     Ok(())
 }
 
-impl<W: Write + ?Sized> JsonWriter<'_, W> {
+impl JsonWriter<'_> {
     /// Whether the writer is at the top level (no container open).
     pub fn is_top_level(&self) -> bool {
         self.depth == 0
@@ -447,6 +539,7 @@ impl<const N: usize> Buf<N> {
     pub(crate) fn bytes(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or_default()
     }
+    #[inline(never)]
     fn push(&mut self, byte: u8) {
         if let Some(slot) = self.bytes.get_mut(self.len) {
             *slot = byte;
@@ -467,9 +560,16 @@ impl<const N: usize> fmt::Write for Buf<N> {
 /// Upper-case hexadecimal digits, as QEMU's `\uXXXX` escapes use them.
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
+/// `v / 10` and `v % 10`, by the machine's division on 64-bit targets.
+#[cfg(target_pointer_width = "64")]
+fn div_rem_10(v: u64) -> (u64, u8) {
+    (v / 10, (v % 10) as u8)
+}
+
 /// `v / 10` and `v % 10` with 32-bit divisions only, 16 bits at a time:
 /// 32-bit targets have no 64-bit divide, and the library routine for one
 /// costs more code than all of this.
+#[cfg(not(target_pointer_width = "64"))]
 fn div_rem_10(v: u64) -> (u64, u8) {
     let mut quotient = 0u64;
     let mut rem = 0u32;
@@ -482,8 +582,26 @@ fn div_rem_10(v: u64) -> (u64, u8) {
     (quotient, rem as u8)
 }
 
+/// `v` in decimal, for `Display` impls: without `core::fmt`'s integer
+/// formatting, which costs a bare-metal image over a kilobyte.
+pub(crate) fn fmt_decimal(f: &mut fmt::Formatter<'_>, v: u64) -> fmt::Result {
+    /// The digits [`write_decimal`] writes, to a formatter.
+    struct Digits<'f, 'g>(&'f mut fmt::Formatter<'g>);
+    impl Output for Digits<'_, '_> {
+        fn put(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+            const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+            for &digit in bytes {
+                let text = DIGITS.get(usize::from(digit & 0xF)).copied().unwrap_or("0");
+                self.0.write_str(text).map_err(|_| SinkError)?;
+            }
+            Ok(())
+        }
+    }
+    write_decimal(&mut Digits(f), v).map_err(|_| fmt::Error)
+}
+
 /// `v` in decimal.
-fn write_decimal<W: Write + ?Sized>(out: &mut W, mut v: u64) -> Result<(), W::Error> {
+fn write_decimal(out: &mut dyn Output, mut v: u64) -> Result<(), SinkError> {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     for slot in digits.iter_mut().rev() {
@@ -495,7 +613,7 @@ fn write_decimal<W: Write + ?Sized>(out: &mut W, mut v: u64) -> Result<(), W::Er
             break;
         }
     }
-    out.write_all(digits.get(start..).unwrap_or_default())
+    out.put(digits.get(start..).unwrap_or_default())
 }
 
 /// Format `v` as C's `printf("%.17g", v)` (QEMU's double output).
@@ -562,7 +680,7 @@ const fn is_safe(byte: u8) -> bool {
     byte >= 0x20 && byte < 0x7F && byte != b'"' && byte != b'\\'
 }
 
-fn escape_char<W: Write + ?Sized>(out: &mut W, ch: char) -> Result<(), W::Error> {
+fn escape_char(out: &mut dyn Output, ch: char) -> Result<(), SinkError> {
     let short: &[u8] = match ch {
         '"' => b"\\\"",
         '\\' => b"\\\\",
@@ -574,11 +692,11 @@ fn escape_char<W: Write + ?Sized>(out: &mut W, ch: char) -> Result<(), W::Error>
         _ => b"",
     };
     if !short.is_empty() {
-        return out.write_all(short);
+        return out.put(short);
     }
     let cp = u32::from(ch);
     if (0x20..0x7F).contains(&cp) {
-        return out.write_all(&[cp as u8]);
+        return out.put(&[cp as u8]);
     }
     let mut units = [0u16; 2];
     for &unit in ch.encode_utf16(&mut units).iter() {
@@ -587,25 +705,28 @@ fn escape_char<W: Write + ?Sized>(out: &mut W, ch: char) -> Result<(), W::Error>
                 .copied()
                 .unwrap_or(b'0')
         };
-        out.write_all(&[b'\\', b'u', hex(12), hex(8), hex(4), hex(0)])?;
+        out.put(&[b'\\', b'u', hex(12), hex(8), hex(4), hex(0)])?;
     }
     Ok(())
 }
 
 /// Write `s` as a quoted JSON string.
-pub fn escape_str<W: Write + ?Sized>(out: &mut W, s: &str) -> Result<(), W::Error> {
-    out.write_all(b"\"")?;
+pub(crate) fn escape_str(out: &mut dyn Output, s: &str) -> Result<(), SinkError> {
+    out.put(b"\"")?;
     escape_str_body(out, s)?;
-    out.write_all(b"\"")
+    out.put(b"\"")
 }
 
-fn escape_str_body<W: Write + ?Sized>(out: &mut W, s: &str) -> Result<(), W::Error> {
+fn escape_str_body(out: &mut dyn Output, s: &str) -> Result<(), SinkError> {
     let mut rest = s;
     while !rest.is_empty() {
         let safe = rest.bytes().take_while(|&b| is_safe(b)).count();
-        let (run, tail) = rest.split_at(safe);
+        // `safe` ends at a character boundary: the bytes are ASCII.
+        let Some((run, tail)) = rest.split_at_checked(safe) else {
+            break;
+        };
         if !run.is_empty() {
-            out.write_all(run.as_bytes())?;
+            out.put(run.as_bytes())?;
         }
         let mut chars = tail.chars();
         if let Some(ch) = chars.next() {
@@ -639,7 +760,7 @@ const fn word_is_safe(word: u64) -> bool {
 /// eight at a time, then one at a time.
 fn safe_prefix(bytes: &[u8]) -> usize {
     // A file read's base64 is all safe: long runs go on in 64-byte blocks.
-    crate::lexer::plain_run(bytes, safe_words, is_safe)
+    crate::scan::plain_run(bytes, safe_words, is_safe)
 }
 
 fn safe_words(bytes: &[u8]) -> usize {
@@ -654,13 +775,13 @@ fn safe_words(bytes: &[u8]) -> usize {
     start.saturating_add(tail.iter().take_while(|&&b| is_safe(b)).count())
 }
 
-fn escape_body_bytes<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> Result<(), W::Error> {
+fn escape_body_bytes(out: &mut dyn Output, bytes: &[u8]) -> Result<(), SinkError> {
     let mut rest = bytes;
     while !rest.is_empty() {
         let safe = safe_prefix(rest);
         let (run, tail) = rest.split_at(safe);
         if !run.is_empty() {
-            out.write_all(run)?;
+            out.put(run)?;
         }
         if let Some((&b, tail)) = tail.split_first() {
             escape_char(out, char::from(b))?;
@@ -673,36 +794,36 @@ fn escape_body_bytes<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> Result<(),
 }
 
 /// Write the characters of `chars` as a quoted JSON string.
-pub fn escape_chars<W: Write + ?Sized>(
-    out: &mut W,
+pub(crate) fn escape_chars(
+    out: &mut dyn Output,
     chars: impl Iterator<Item = char>,
-) -> Result<(), W::Error> {
-    out.write_all(b"\"")?;
+) -> Result<(), SinkError> {
+    out.put(b"\"")?;
     let mut buf = Buf::<64>::new();
     for ch in chars {
         if ch.is_ascii() && is_safe(ch as u8) {
             buf.push(ch as u8);
             if buf.len == buf.bytes.len() {
-                out.write_all(buf.bytes())?;
+                out.put(buf.bytes())?;
                 buf.len = 0;
             }
             continue;
         }
-        out.write_all(buf.bytes())?;
+        out.put(buf.bytes())?;
         buf.len = 0;
         escape_char(out, ch)?;
     }
-    out.write_all(buf.bytes())?;
-    out.write_all(b"\"")
+    out.put(buf.bytes())?;
+    out.put(b"\"")
 }
 
 /// Adapts a sink to [`fmt::Write`], escaping as it goes.
-struct Escaper<'a, W: Write + ?Sized> {
-    out: &'a mut W,
-    error: Option<W::Error>,
+struct Escaper<'a> {
+    out: &'a mut dyn Output,
+    error: Option<SinkError>,
 }
 
-impl<W: Write + ?Sized> fmt::Write for Escaper<'_, W> {
+impl fmt::Write for Escaper<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         escape_str_body(self.out, s).map_err(|e| {
             self.error = Some(e);
@@ -712,11 +833,8 @@ impl<W: Write + ?Sized> fmt::Write for Escaper<'_, W> {
 }
 
 /// Write the [`Display`](fmt::Display) text of `d` as a quoted JSON string.
-pub fn escape_display<W: Write + ?Sized>(
-    out: &mut W,
-    d: &dyn fmt::Display,
-) -> Result<(), W::Error> {
-    out.write_all(b"\"")?;
+pub(crate) fn escape_display(out: &mut dyn Output, d: &dyn fmt::Display) -> Result<(), SinkError> {
+    out.put(b"\"")?;
     let mut escaper = Escaper {
         out: &mut *out,
         error: None,
@@ -726,7 +844,7 @@ pub fn escape_display<W: Write + ?Sized>(
             return Err(e);
         }
     }
-    out.write_all(b"\"")
+    out.put(b"\"")
 }
 
 #[cfg(test)]

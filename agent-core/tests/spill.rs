@@ -9,11 +9,10 @@
     missing_docs
 )]
 
-use agent_core::args::{Args, LargeStr};
 use agent_core::json::JsonStr;
+use agent_core::prelude::*;
 use agent_core::spill::Spill;
-use agent_core::{Agent, CommandInfo, Commands, CoreCommands, Policy, Replied, Reply};
-use embedded_io::Write;
+use agent_core::LargeStr;
 use proptest::prelude::*;
 
 /// A spill that keeps what it is given, and counts what it was asked.
@@ -67,29 +66,19 @@ fn fnv(bytes: impl Iterator<Item = u8>) -> (u64, u64) {
     (n, h)
 }
 
-impl Commands for Digest {
-    fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
-        [CommandInfo::new("test-digest")].into_iter()
-    }
-    fn spill(&mut self) -> Option<&mut dyn Spill> {
-        self.spill.as_mut().map(|s| s as &mut dyn Spill)
-    }
-    fn call<W: Write + ?Sized>(
-        &mut self,
-        _name: &str,
-        args: Args<'_>,
-        reply: Reply<'_, W>,
-    ) -> Result<Replied, W::Error> {
-        let data = match args.large_str("data") {
-            Ok(data) => data,
-            Err(e) => return reply.error(e.class(), &e),
-        };
-        if let Err(e) = args.opt_str("other") {
-            return reply.error(e.class(), &e);
-        }
-        if let Err(e) = args.reject_unknown(&["data", "other"]) {
-            return reply.error(e.class(), &e);
-        }
+impl Digest {
+    const COMMANDS: [Command<Self>; 5] = [
+        Command::guest_sync_delimited(),
+        Command::guest_sync(),
+        Command::guest_ping(),
+        Command::guest_info(),
+        Command::new("test-digest", Self::digest),
+    ];
+
+    fn digest<'a>(&mut self, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, Self> {
+        let data = args.large_str("data")?;
+        args.opt_str("other")?;
+        args.finish()?;
         let (len, hash) = match data {
             LargeStr::Inline(s) => fnv(s.bytes()),
             LargeStr::Spilled => {
@@ -105,29 +94,32 @@ impl Commands for Digest {
         value.key("hash")?;
         value.i64(hash as i64 >> 1)?;
         value.end_object()?;
-        value.finish()
+        Ok(value.finish()?)
     }
 }
 
-type TestAgent = Agent<'static, Vec<u8>, (CoreCommands, Digest)>;
+impl Commands for Digest {
+    type Error = core::convert::Infallible;
+    fn commands(&self) -> &[Command<Self>] {
+        &Self::COMMANDS
+    }
+    fn spill(&mut self) -> Option<&mut dyn Spill> {
+        self.spill.as_mut().map(|s| s as &mut dyn Spill)
+    }
+}
+
+type TestAgent = Agent<'static, Vec<u8>, Digest>;
 
 fn agents(threshold: usize) -> (TestAgent, TestAgent) {
-    let buffered = Agent::new(
-        vec![0u8; 1 << 16],
-        (CoreCommands::new(), Digest { spill: None }),
-        Policy::new(),
-    );
+    let buffered = Agent::new(vec![0u8; 1 << 16], Digest { spill: None }, Policy::new());
     let spilling = Agent::new(
         vec![0u8; 1 << 16],
-        (
-            CoreCommands::new(),
-            Digest {
-                spill: Some(Collect {
-                    threshold,
-                    ..Collect::default()
-                }),
-            },
-        ),
+        Digest {
+            spill: Some(Collect {
+                threshold,
+                ..Collect::default()
+            }),
+        },
         Policy::new(),
     );
     (buffered, spilling)
@@ -243,7 +235,7 @@ proptest! {
             prop_assert!(same_reply(g, e), "{}\n{}", g, e);
         }
         prop_assert!(expected.ends_with("\"id\": \"last\"}\n"), "the last request is answered");
-        let spill = spilling.commands().1.spill.as_ref().unwrap();
+        let spill = spilling.commands().spill.as_ref().unwrap();
         prop_assert!(!spill.open, "everything staged was released");
     }
 }
@@ -256,15 +248,12 @@ fn long_data_bypasses_the_buffer() {
     let request = format!(r#"{{"execute":"test-digest","arguments":{{"data":"{data}"}}}}"#);
     let mut agent = Agent::new(
         vec![0u8; 1024],
-        (
-            CoreCommands::new(),
-            Digest {
-                spill: Some(Collect {
-                    threshold: 512,
-                    ..Collect::default()
-                }),
-            },
-        ),
+        Digest {
+            spill: Some(Collect {
+                threshold: 512,
+                ..Collect::default()
+            }),
+        },
         Policy::new(),
     );
     let (len, hash) = fnv(data.bytes());
@@ -276,13 +265,9 @@ fn long_data_bypasses_the_buffer() {
             hash as i64 >> 1
         )
     );
-    assert_eq!(agent.commands().1.spill.as_ref().unwrap().begun, 1);
+    assert_eq!(agent.commands().spill.as_ref().unwrap().begun, 1);
     // Without the spill, the same request is too large for the buffer.
-    let mut plain = Agent::new(
-        vec![0u8; 1024],
-        (CoreCommands::new(), Digest { spill: None }),
-        Policy::new(),
-    );
+    let mut plain = Agent::new(vec![0u8; 1024], Digest { spill: None }, Policy::new());
     let out = feed_in_pieces(&mut plain, request.as_bytes(), 4096);
     assert!(String::from_utf8(out)
         .unwrap()
@@ -294,26 +279,23 @@ fn long_data_bypasses_the_buffer() {
     );
     let mut declines = Agent::new(
         vec![0u8; 1024],
-        (
-            CoreCommands::new(),
-            Digest {
-                spill: Some(Collect {
-                    threshold: 512,
-                    ..Collect::default()
-                }),
-            },
-        ),
+        Digest {
+            spill: Some(Collect {
+                threshold: 512,
+                ..Collect::default()
+            }),
+        },
         Policy::new(),
     );
     let out = feed_in_pieces(&mut declines, other.as_bytes(), 7);
     assert!(String::from_utf8(out)
         .unwrap()
         .starts_with("{\"return\": {\"len\": 0"));
-    assert_eq!(declines.commands().1.spill.as_ref().unwrap().offered, 1);
+    assert_eq!(declines.commands().spill.as_ref().unwrap().offered, 1);
     // A reset in the middle of a spilled string releases it.
     let mut out = Vec::new();
     agent.feed(&request.as_bytes()[..20_000], &mut out).unwrap();
-    assert!(agent.commands().1.spill.as_ref().unwrap().open);
+    assert!(agent.commands().spill.as_ref().unwrap().open);
     agent.reset();
-    assert!(!agent.commands().1.spill.as_ref().unwrap().open);
+    assert!(!agent.commands().spill.as_ref().unwrap().open);
 }

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use agent_core::client::{Client, Event, Outcome, SyncMode};
+use agent_core::json::{Value, ValueKind};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, VsockAddr};
 
@@ -242,18 +243,79 @@ fn talk(args: &ClientArgs) -> Result<String, Failure> {
 
 /// The `execute` member of a raw JSON request, if it has one.
 fn execute_of(request: &[u8]) -> Option<String> {
-    agent_core::parser::validate(request).ok()?;
-    let value = agent_core::json::Value::parse(request)?;
+    let value = Value::parse(request).ok()?;
     Some(value.get("execute")?.as_str()?.chars().collect())
 }
 
-/// Pretty-print a JSON value (as is if it is not strict JSON, e.g. `inf`).
+/// Pretty-print a JSON value, two spaces an indent, members in the order
+/// the agent sent them (as is if it is not JSON, e.g. `inf`).
 fn pretty(text: &[u8]) -> String {
-    match serde_json::from_slice::<serde_json::Value>(text) {
-        Ok(value) => serde_json::to_string_pretty(&value)
-            .unwrap_or_else(|_| String::from_utf8_lossy(text).into_owned()),
+    match Value::parse(text) {
+        Ok(value) => {
+            let mut out = String::new();
+            write_pretty(&mut out, &value, 0);
+            out
+        }
         Err(_) => String::from_utf8_lossy(text).into_owned(),
     }
+}
+
+fn write_pretty(out: &mut String, value: &Value<'_>, depth: usize) {
+    let indent = |out: &mut String, depth: usize| out.extend(std::iter::repeat_n("  ", depth));
+    match value.kind() {
+        ValueKind::Object if value.members().next().is_some() => {
+            out.push('{');
+            for (i, (key, member)) in value.members().enumerate() {
+                out.push_str(if i == 0 { "\n" } else { ",\n" });
+                indent(out, depth + 1);
+                write_string(out, key.chars());
+                out.push_str(": ");
+                write_pretty(out, &member, depth + 1);
+            }
+            out.push('\n');
+            indent(out, depth);
+            out.push('}');
+        }
+        ValueKind::Array if value.elements().next().is_some() => {
+            out.push('[');
+            for (i, element) in value.elements().enumerate() {
+                out.push_str(if i == 0 { "\n" } else { ",\n" });
+                indent(out, depth + 1);
+                write_pretty(out, &element, depth + 1);
+            }
+            out.push('\n');
+            indent(out, depth);
+            out.push(']');
+        }
+        ValueKind::Object => out.push_str("{}"),
+        ValueKind::Array => out.push_str("[]"),
+        ValueKind::String => match value.as_str() {
+            Some(s) => write_string(out, s.chars()),
+            None => out.push_str("\"\""),
+        },
+        // Numbers and keywords as the agent wrote them.
+        _ => out.push_str(&String::from_utf8_lossy(value.text())),
+    }
+}
+
+/// A JSON string for a terminal: escapes where JSON needs them, any
+/// other character as it is.
+fn write_string(out: &mut String, chars: impl Iterator<Item = char>) {
+    out.push('"');
+    for ch in chars {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -279,5 +341,9 @@ mod tests {
     fn pretty_prints_json_and_keeps_the_rest() {
         assert_eq!(pretty(br#"{"a": [1]}"#), "{\n  \"a\": [\n    1\n  ]\n}");
         assert_eq!(pretty(b"inf"), "inf");
+        assert_eq!(
+            pretty(br#"{"z": {}, "a": ["x\u00e9\n\"", 1.5e3, null, []]}"#),
+            "{\n  \"z\": {},\n  \"a\": [\n    \"x\u{e9}\\n\\\"\",\n    1.5e3,\n    null,\n    []\n  ]\n}"
+        );
     }
 }

@@ -20,7 +20,6 @@ use std::time::Duration;
 use agent_core::{Agent, Commands, Policy};
 use agent_linux::commands::freeze::{Freezer, Transition};
 use agent_linux::commands::{CommandsConfig, LinuxCommands};
-use agent_linux::table::AgentCommands;
 use nix::sys::signal::{SigHandler, SigSet, Signal};
 
 use crate::cli::{AgentArgs, Invocation};
@@ -58,8 +57,8 @@ fn agent(args: &AgentArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     if args.list_commands {
         let commands = CommandsConfig::new(config.statedir.clone(), None);
-        for command in AgentCommands::new(LinuxCommands::new(commands)).list() {
-            println!("{}", command.name);
+        for command in LinuxCommands::new(commands).commands() {
+            println!("{}", command.info().name());
         }
         return Ok(());
     }
@@ -133,8 +132,7 @@ fn agent(args: &AgentArgs) -> Result<(), String> {
     let block = Config::names(&config.block);
     let allow = Config::names(&config.allow);
     let policy = Policy::new().block(&block).allow(&allow);
-    let table = AgentCommands::new(linux);
-    let mut agent = Agent::new(vec![0u8; MAX_REQUEST_BYTES], table, policy)
+    let mut agent = Agent::new(vec![0u8; MAX_REQUEST_BYTES], linux, policy)
         .with_version(&config.guest_info_version);
     log::debug!(
         "guest-agent {} serving {} on {path}",

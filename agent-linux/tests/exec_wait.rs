@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use agent_core::{Agent, CoreCommands, Policy};
+use agent_core::{Agent, Policy};
 use agent_linux::commands::{CommandsConfig, LinuxCommands};
 
-fn call(agent: &mut Agent<'_, Vec<u8>, (CoreCommands, LinuxCommands)>, req: &str) -> String {
+fn call(agent: &mut Agent<'_, Vec<u8>, LinuxCommands>, req: &str) -> String {
     let mut out = Vec::new();
     agent.feed(req.as_bytes(), &mut out).unwrap();
     String::from_utf8(out).unwrap()
@@ -22,10 +22,7 @@ fn a_failed_wait_is_an_error_not_exit_status_zero() {
     }
     let dir = std::env::temp_dir().join(format!("qga-exec-wait-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let commands = (
-        CoreCommands::new(),
-        LinuxCommands::new(CommandsConfig::new(dir.clone(), None)),
-    );
+    let commands = LinuxCommands::new(CommandsConfig::new(dir.clone(), None));
     let mut agent = Agent::new(vec![0u8; 1 << 16], commands, Policy::new());
     let reply = call(
         &mut agent,

@@ -11,7 +11,7 @@ fn run(input: &[u8], piece: usize) -> Vec<u8> {
     let mut agent = Agent::new([0u8; 96], CoreCommands::new(), Policy::new());
     let mut out = Vec::new();
     for chunk in input.chunks(piece.max(1)) {
-        assert_eq!(agent.feed(chunk, &mut out).unwrap(), chunk.len());
+        agent.feed(chunk, &mut out).unwrap();
     }
     out
 }

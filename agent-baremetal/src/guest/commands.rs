@@ -1,6 +1,6 @@
-//! The commands a guest without an operating system answers besides
-//! agent-core's (`guest-sync(-delimited)`, `guest-ping`, `guest-info`),
-//! with qemu-ga's arguments, checks, texts and result shapes:
+//! The commands a guest without an operating system answers: agent-core's
+//! (`guest-sync(-delimited)`, `guest-ping`, `guest-info`) and these, with
+//! qemu-ga's arguments, checks, texts and result shapes:
 //!
 //! | command | result | from |
 //! |---|---|---|
@@ -14,21 +14,9 @@
 //! CommandNotFound ("The command X has not been found"), as qemu-ga does
 //! for a command its build lacks.
 
-use agent_core::args::Args;
-use agent_core::dispatch::{CommandInfo, Commands};
-use agent_core::response::{ErrorClass, Replied, Reply};
-use embedded_io::Write;
+use agent_core::prelude::*;
 
 use super::Platform;
-
-/// This table, in qemu-ga's registration (schema) order.
-const TABLE: [CommandInfo; 5] = [
-    CommandInfo::new("guest-get-time"),
-    CommandInfo::new("guest-set-time"),
-    CommandInfo::without_success_response("guest-shutdown"),
-    CommandInfo::new("guest-get-host-name"),
-    CommandInfo::new("guest-get-osinfo"),
-];
 
 /// Seconds from the epoch to 2070-01-01: qemu-ga's guest-set-time
 /// accepts years 1970 to 2069.
@@ -77,8 +65,7 @@ pub struct OsInfo<'a> {
     pub variant_id: Option<&'a str>,
 }
 
-/// The guest's command table; combine it with agent-core's:
-/// `(CoreCommands::new(), GuestCommands::new(&platform))`.
+/// The guest's command table, agent-core's commands included.
 pub struct GuestCommands<'p, P: Platform> {
     platform: &'p P,
     /// Added to the hardware clock by `guest-get-time` (set by
@@ -123,123 +110,119 @@ fn to_micros(ns: i64) -> i64 {
 }
 
 impl<P: Platform> Commands for GuestCommands<'_, P> {
-    fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
-        TABLE.into_iter()
+    type Error = &'static str;
+
+    fn commands(&self) -> &[Command<Self>] {
+        &Self::COMMANDS
+    }
+}
+
+impl<P: Platform> GuestCommands<'_, P> {
+    /// The commands, in qemu-ga's registration (schema) order.
+    const COMMANDS: [Command<Self>; 9] = [
+        Command::guest_sync_delimited(),
+        Command::guest_sync(),
+        Command::guest_ping(),
+        Command::new("guest-get-time", Self::get_time),
+        Command::new("guest-set-time", Self::set_time),
+        Command::guest_info(),
+        Command::new("guest-shutdown", Self::shutdown).without_success_response(),
+        Command::new("guest-get-host-name", Self::get_host_name),
+        Command::new("guest-get-osinfo", Self::get_osinfo),
+    ];
+
+    /// `guest-get-time` → ns since the epoch, µs resolution.
+    fn get_time<'a>(&mut self, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, Self> {
+        args.finish()?;
+        let mut value = reply.ok()?;
+        value.i64(to_micros(self.now_ns()))?;
+        Ok(value.finish()?)
     }
 
-    fn call<W: Write + ?Sized>(
-        &mut self,
-        name: &str,
-        args: Args<'_>,
-        reply: Reply<'_, W>,
-    ) -> Result<Replied, W::Error> {
-        match name {
-            "guest-get-time" => {
-                if let Err(e) = args.reject_unknown(&[]) {
-                    return reply.error(e.class(), &e);
+    /// `guest-set-time {time?}`.
+    fn set_time<'a>(&mut self, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, Self> {
+        let time = args.opt_int("time")?;
+        args.finish()?;
+        match time {
+            Some(ns) => {
+                // qemu-ga: the year of `time` (seconds truncated toward
+                // zero) must be 1970 to 2069.
+                let secs = ns / 1_000_000_000;
+                if !(0..YEAR_2070_S).contains(&secs) {
+                    return Err("Invalid time".into());
                 }
-                let mut value = reply.ok()?;
-                value.i64(to_micros(self.now_ns()))?;
-                value.finish()
+                let hardware = self.platform.hardware_clock_ns();
+                self.offset_ns = to_micros(ns).saturating_sub(hardware);
             }
-            "guest-set-time" => {
-                let time = match args
-                    .opt_int("time")
-                    .and_then(|t| args.reject_unknown(&["time"]).map(|()| t))
-                {
-                    Ok(time) => time,
-                    Err(e) => return reply.error(e.class(), &e),
-                };
-                match time {
-                    Some(ns) => {
-                        // qemu-ga: the year of `time` (seconds truncated
-                        // toward zero) must be 1970 to 2069.
-                        let secs = ns / 1_000_000_000;
-                        if !(0..YEAR_2070_S).contains(&secs) {
-                            return reply.error(ErrorClass::GenericError, &"Invalid time");
-                        }
-                        let hardware = self.platform.hardware_clock_ns();
-                        self.offset_ns = to_micros(ns).saturating_sub(hardware);
-                    }
-                    // No time: set the clock from the hardware clock
-                    // (qemu-ga runs `hwclock -s`).
-                    None => self.offset_ns = 0,
-                }
-                reply.ok_empty()
-            }
-            "guest-shutdown" => {
-                let mode = match args
-                    .opt_str("mode")
-                    .and_then(|m| args.reject_unknown(&["mode"]).map(|()| m))
-                {
-                    Ok(mode) => mode,
-                    Err(e) => return reply.error(e.class(), &e),
-                };
-                let mode = match mode {
-                    None => ShutdownMode::Powerdown,
-                    Some(m) if m.eq_str("powerdown") => ShutdownMode::Powerdown,
-                    Some(m) if m.eq_str("halt") => ShutdownMode::Halt,
-                    Some(m) if m.eq_str("reboot") => ShutdownMode::Reboot,
-                    Some(_) => {
-                        // qemu-ga's text, unbalanced parenthesis included.
-                        return reply.error(
-                            ErrorClass::GenericError,
-                            &"mode is invalid (valid values are: halt|powerdown|reboot",
-                        );
-                    }
-                };
-                self.shutdown = Some(mode);
-                reply.ok_empty()
-            }
-            "guest-get-host-name" => {
-                if let Err(e) = args.reject_unknown(&[]) {
-                    return reply.error(e.class(), &e);
-                }
-                let mut value = reply.ok()?;
-                value.begin_object()?;
-                value.key("host-name")?;
-                value.str(self.platform.host_name())?;
-                value.end_object()?;
-                value.finish()
-            }
-            "guest-get-osinfo" => {
-                if let Err(e) = args.reject_unknown(&[]) {
-                    return reply.error(e.class(), &e);
-                }
-                let info = self.platform.os_info();
-                let members = [
-                    ("kernel-release", info.kernel_release),
-                    ("kernel-version", info.kernel_version),
-                    ("machine", info.machine),
-                    ("id", info.id),
-                    ("name", info.name),
-                    ("pretty-name", info.pretty_name),
-                    ("version", info.version),
-                    ("version-id", info.version_id),
-                    ("variant", info.variant),
-                    ("variant-id", info.variant_id),
-                ];
-                let mut value = reply.ok()?;
-                value.begin_object()?;
-                for (key, text) in members {
-                    if let Some(text) = text {
-                        value.key(key)?;
-                        value.str(text)?;
-                    }
-                }
-                value.end_object()?;
-                value.finish()
-            }
-            // Not reached: the agent calls only names from `list`.
-            _ => reply.error(ErrorClass::CommandNotFound, &"unknown command"),
+            // No time: set the clock from the hardware clock (qemu-ga runs
+            // `hwclock -s`).
+            None => self.offset_ns = 0,
         }
+        Ok(reply.ok_empty()?)
+    }
+
+    /// `guest-shutdown {mode?}`: recorded; the serve loop ends the machine.
+    fn shutdown<'a>(&mut self, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, Self> {
+        let mode = args.opt_str("mode")?;
+        args.finish()?;
+        let mode = match mode {
+            None => ShutdownMode::Powerdown,
+            Some(m) if m.eq_str("powerdown") => ShutdownMode::Powerdown,
+            Some(m) if m.eq_str("halt") => ShutdownMode::Halt,
+            Some(m) if m.eq_str("reboot") => ShutdownMode::Reboot,
+            // qemu-ga's text, unbalanced parenthesis included.
+            Some(_) => {
+                return Err("mode is invalid (valid values are: halt|powerdown|reboot".into())
+            }
+        };
+        self.shutdown = Some(mode);
+        Ok(reply.ok_empty()?)
+    }
+
+    /// `guest-get-host-name` → `{"host-name"}`.
+    fn get_host_name<'a>(&mut self, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, Self> {
+        args.finish()?;
+        let mut value = reply.ok()?;
+        value.begin_object()?;
+        value.key("host-name")?;
+        value.str(self.platform.host_name())?;
+        value.end_object()?;
+        Ok(value.finish()?)
+    }
+
+    /// `guest-get-osinfo` → the members of `GuestOSInfo` the platform gives.
+    fn get_osinfo<'a>(&mut self, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, Self> {
+        args.finish()?;
+        let info = self.platform.os_info();
+        let members = [
+            ("kernel-release", info.kernel_release),
+            ("kernel-version", info.kernel_version),
+            ("machine", info.machine),
+            ("id", info.id),
+            ("name", info.name),
+            ("pretty-name", info.pretty_name),
+            ("version", info.version),
+            ("version-id", info.version_id),
+            ("variant", info.variant),
+            ("variant-id", info.variant_id),
+        ];
+        let mut value = reply.ok()?;
+        value.begin_object()?;
+        for (key, text) in members {
+            if let Some(text) = text {
+                value.key(key)?;
+                value.str(text)?;
+            }
+        }
+        value.end_object()?;
+        Ok(value.finish()?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_core::{Agent, CoreCommands, Policy};
+    use agent_core::{Agent, Policy};
 
     /// A platform with a fixed hardware clock.
     struct Fixed;
@@ -273,14 +256,10 @@ mod tests {
         }
     }
 
-    type Table<'p> = (CoreCommands, GuestCommands<'p, Fixed>);
+    type Table<'p> = GuestCommands<'p, Fixed>;
 
     fn agent(platform: &Fixed) -> Agent<'static, [u8; 512], Table<'_>> {
-        Agent::new(
-            [0u8; 512],
-            (CoreCommands::new(), GuestCommands::new(platform)),
-            Policy::new(),
-        )
+        Agent::new([0u8; 512], GuestCommands::new(platform), Policy::new())
     }
 
     fn run(agent: &mut Agent<'static, [u8; 512], Table<'_>>, input: &str) -> String {
@@ -325,7 +304,7 @@ mod tests {
             "{\"return\": 1234567890987654000}\n"
         );
         assert_eq!(
-            a.commands().1.clock_offset_ns(),
+            a.commands().clock_offset_ns(),
             1_234_567_890_987_654_000 - 1_700_000_000_123_456_789
         );
         // Without a time: from the hardware clock again.
@@ -333,12 +312,12 @@ mod tests {
             run(&mut a, r#"{"execute": "guest-set-time"}"#),
             "{\"return\": {}}\n"
         );
-        assert_eq!(a.commands().1.now_ns(), 1_700_000_000_123_456_789);
+        assert_eq!(a.commands().now_ns(), 1_700_000_000_123_456_789);
         // Years 1970 to 2069 only; the clock stays as it was.
         for bad in ["-1000000000", "3155760000000000000", "9223372036854775807"] {
             assert_eq!(run(&mut a, &set(bad)), error("Invalid time"), "{bad}");
         }
-        assert_eq!(a.commands().1.clock_offset_ns(), 0);
+        assert_eq!(a.commands().clock_offset_ns(), 0);
         // The last nanosecond of 2069 and -1 ns (second 0) are accepted.
         assert_eq!(
             run(&mut a, &set("3155759999999999999")),
@@ -370,7 +349,7 @@ mod tests {
             let mut a = agent(&p);
             let request = format!(r#"{{"execute": "guest-shutdown", "arguments": {args}}}"#);
             assert_eq!(run(&mut a, &request), "", "no success response");
-            assert_eq!(a.commands().1.shutdown_requested(), Some(want));
+            assert_eq!(a.commands().shutdown_requested(), Some(want));
         }
         let mut a = agent(&p);
         let bad = |a: &mut Agent<'static, [u8; 512], Table<'_>>, args: &str| {
@@ -391,7 +370,7 @@ mod tests {
             bad(&mut a, r#"{"mode": "halt", "now": true}"#),
             error("Parameter 'now' is unexpected")
         );
-        assert_eq!(a.commands().1.shutdown_requested(), None);
+        assert_eq!(a.commands().shutdown_requested(), None);
     }
 
     #[test]
@@ -442,9 +421,9 @@ mod tests {
                 "guest-get-osinfo",
                 "guest-get-host-name",
                 "guest-shutdown",
+                "guest-info",
                 "guest-set-time",
                 "guest-get-time",
-                "guest-info",
                 "guest-ping",
                 "guest-sync",
                 "guest-sync-delimited"

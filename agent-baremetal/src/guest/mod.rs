@@ -1,6 +1,6 @@
 //! A whole guest agent for a machine without an operating system, minus
 //! what depends on the machine: find the console port named
-//! `org.qemu.guest_agent.0`, serve agent-core plus [`GuestCommands`] on
+//! `org.qemu.guest_agent.0`, serve [`GuestCommands`] on
 //! it, sleep until an interrupt whenever there is nothing to do, and end
 //! the machine as `guest-shutdown` asks. The machine comes in as a
 //! [`Platform`]; the example guests (`virt-guest` for riscv64 `virt`, and
@@ -64,7 +64,7 @@ pub mod commands;
 pub mod fdt;
 pub mod log;
 
-use agent_core::{Agent, CoreCommands, Policy};
+use agent_core::{Agent, Policy};
 use virtio_drivers::transport::Transport;
 use virtio_drivers::Hal;
 
@@ -248,7 +248,7 @@ where
     T: Transport,
 {
     let mut port = console.open_with(id, || idle(platform, mode, None))?;
-    let commands = (CoreCommands::new(), GuestCommands::new(platform));
+    let commands = GuestCommands::new(platform);
     let mut agent = Agent::new([0u8; REQUEST_BUFFER_LEN], commands, Policy::new());
     let mut chunk = [0u8; agent_core::agent::SERVE_CHUNK];
     log_info!("agent ready on port {=u32} ({})", id, mode);
@@ -278,7 +278,7 @@ where
                     agent.reset();
                 }
             }
-            if let Some(mode) = agent.commands().1.shutdown_requested() {
+            if let Some(mode) = agent.commands().shutdown_requested() {
                 return Ok(mode);
             }
             continue;

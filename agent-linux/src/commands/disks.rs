@@ -98,8 +98,8 @@ fn dependencies(dir: &Path) -> Vec<Out> {
 
 /// `guest-get-disks` → `[{name, partition, dependencies?, address?,
 /// alias?}]`, last disk first as qemu-ga lists them.
-pub fn get_disks<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn get_disks<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    args.finish()?;
     let block = sys.sysfs.join("block");
     let entries = std::fs::read_dir(&block)
         .map_err(|e| Error::os(format!("Can't open directory \"{}\"", block.display()), &e))?;
@@ -231,8 +231,8 @@ pub fn parse_diskstats(text: &str) -> Vec<Out> {
 }
 
 /// `guest-get-diskstats` → `[{name, major, minor, stats}]`.
-pub fn get_diskstats<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn get_diskstats<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    args.finish()?;
     let path = sys.procfs.join("diskstats");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::os(format!("open(\"{}\")", path.display()), &e))?;

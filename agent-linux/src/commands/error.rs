@@ -1,18 +1,17 @@
-//! The errors the OS commands answer: QAPI argument errors from agent-core
-//! and qemu-ga's own texts, with `": <strerror>"` appended where qemu-ga
-//! uses `error_setg_errno`. All are sent as GenericError.
+//! The errors the OS commands answer: qemu-ga's own texts, with
+//! `": <strerror>"` appended where qemu-ga uses `error_setg_errno`. All
+//! are sent as GenericError. (Argument errors are agent-core's
+//! [`ArgError`](agent_core::ArgError).)
 
 use std::fmt;
 use std::io;
 
-use agent_core::args::CommandError;
+use agent_core::{CommandError, Failure};
 
 /// A command's failure; its [`Display`](fmt::Display) text is the `desc`.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Error<'a> {
-    /// An argument error as QAPI's input visitor reports it.
-    Args(CommandError<'a>),
+pub enum Error {
     /// A message of qemu-ga's, complete.
     Msg(String),
     /// qemu-ga's `error_setg_errno`: the message, `": "`, the C library's
@@ -20,7 +19,7 @@ pub enum Error<'a> {
     Os(String, i32),
 }
 
-impl<'a> Error<'a> {
+impl Error {
     /// A complete message.
     pub fn msg(text: impl Into<String>) -> Self {
         Error::Msg(text.into())
@@ -37,11 +36,7 @@ impl<'a> Error<'a> {
     }
 }
 
-impl<'a> From<CommandError<'a>> for Error<'a> {
-    fn from(e: CommandError<'a>) -> Self {
-        Error::Args(e)
-    }
-}
+impl Failure for Error {}
 
 /// The C library's `strerror` text for `errno` as glibc words it (what
 /// GLib's `g_strerror` returns in qemu-ga, a glibc program). Not the
@@ -190,10 +185,9 @@ fn glibc_text(errno: i32) -> Option<&'static str> {
     })
 }
 
-impl fmt::Display for Error<'_> {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Args(e) => e.fmt(f),
             Error::Msg(m) => f.write_str(m),
             Error::Os(m, 0) => f.write_str(m),
             Error::Os(m, errno) => write!(f, "{m}: {}", strerror(*errno)),
@@ -201,8 +195,9 @@ impl fmt::Display for Error<'_> {
     }
 }
 
-/// What a command handler returns.
-pub type CmdResult<'a> = Result<crate::commands::Out, Error<'a>>;
+/// What a command handler returns: its result as a value, or why it
+/// failed (an argument error, or an [`Error`]).
+pub type CmdResult<'a> = Result<crate::commands::Out, CommandError<'a, Error>>;
 
 #[cfg(test)]
 mod tests {

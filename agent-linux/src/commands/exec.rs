@@ -23,13 +23,14 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use agent_core::args::{Args, CommandError};
+use agent_core::json::JsonStr;
 use agent_core::json::ValueKind;
+use agent_core::{ArgError, Args};
 use rustix::event::{PollFd, PollFlags};
 
 use super::error::{strerror, CmdResult};
 use super::file::decode_base64;
-use super::params::{opt_list, os_string, str_elem, text};
+use super::params::{os_string, text};
 use super::{Error, Obj, Out};
 
 /// Captured output per stream (`GUEST_EXEC_MAX_OUTPUT`, 16 MiB).
@@ -71,30 +72,27 @@ impl CaptureMode {
     }
 }
 
-fn capture_arg<'a>(args: &Args<'a>) -> Result<CaptureMode, Error<'a>> {
-    let Some(v) = args.get("capture-output") else {
+fn capture_arg<'a>(args: &Args<'a>) -> Result<CaptureMode, ArgError<'a>> {
+    const NAME: &str = "capture-output";
+    let Some(v) = args.value(NAME) else {
         return Ok(CaptureMode::None);
     };
-    match v.kind() {
-        ValueKind::True => Ok(CaptureMode::Separated),
-        ValueKind::False => Ok(CaptureMode::None),
-        ValueKind::String => {
-            let s = v
-                .as_str()
-                .unwrap_or(agent_core::json::JsonStr::from_token(b"''"));
-            CaptureMode::parse(&text(&s)).ok_or_else(|| {
-                CommandError::InvalidParameterValue {
-                    name: "capture-output",
-                    value: s,
-                }
-                .into()
-            })
-        }
-        _ => Err(super::params::invalid_type(
-            "capture-output",
-            "GuestExecCaptureOutput",
-        )),
+    match (v.kind(), v.as_str()) {
+        (ValueKind::True, _) => Ok(CaptureMode::Separated),
+        (ValueKind::False, _) => Ok(CaptureMode::None),
+        (_, Some(s)) => CaptureMode::parse(&text(&s)).ok_or_else(|| args.invalid_value(NAME, s)),
+        _ => Err(args.invalid_type(NAME, "GuestExecCaptureOutput")),
     }
+}
+
+/// An optional list of strings (`arg`, `env`).
+fn opt_strings<'a>(
+    args: &Args<'a>,
+    name: &'static str,
+) -> Result<Option<Vec<JsonStr<'a>>>, ArgError<'a>> {
+    args.opt_list(name)?
+        .map(|list| list.into_iter().map(|e| e.str()).collect())
+        .transpose()
 }
 
 /// One stream's captured bytes.
@@ -248,21 +246,18 @@ impl Children {
 
     /// `guest-exec {path, arg?, env?, input-data?, capture-output?}` →
     /// `{pid}`.
-    pub fn spawn<'a>(&mut self, args: Args<'a>) -> CmdResult<'a> {
+    pub fn spawn<'a>(&mut self, args: &Args<'a>) -> CmdResult<'a> {
         let path = args.str("path")?;
-        let argv = opt_list(&args, "arg", str_elem)?;
-        let env = opt_list(&args, "env", str_elem)?;
+        let argv = opt_strings(args, "arg")?;
+        let env = opt_strings(args, "env")?;
         let input = args.opt_str("input-data")?;
-        let capture = capture_arg(&args)?;
-        args.reject_unknown(&["path", "arg", "env", "input-data", "capture-output"])?;
+        let capture = capture_arg(args)?;
+        args.finish()?;
         let input = input.map(|s| decode_base64(&text(&s))).transpose()?;
         let path_text = text(&path);
         // Finished records no one collects would otherwise pile up.
         if self.procs.len() >= MAX_CHILDREN {
-            return Err(Error::msg(format!(
-                "Failed to fork ({})",
-                strerror(libc::EAGAIN)
-            )));
+            return Err(Error::msg(format!("Failed to fork ({})", strerror(libc::EAGAIN))).into());
         }
         let mut command = Command::new(os_string(&path));
         for a in argv.unwrap_or_default() {
@@ -295,7 +290,7 @@ impl Children {
             ))
         };
         let mut pipes = Vec::new();
-        let mut new_pipe = |stream| -> Result<std::io::PipeWriter, Error<'a>> {
+        let mut new_pipe = |stream| -> Result<std::io::PipeWriter, Error> {
             let (reader, writer) =
                 std::io::pipe().map_err(|e| Error::os("Failed to create pipe", &e))?;
             pipes.push(Pipe { reader, stream });
@@ -343,11 +338,11 @@ impl Children {
     /// `guest-exec-status {pid}` → `{exited, exitcode?, signal?,
     /// out-data?, err-data?, out-truncated?, err-truncated?}`; a finished
     /// child's record is removed once reported.
-    pub fn status<'a>(&mut self, args: Args<'a>) -> CmdResult<'a> {
+    pub fn status<'a>(&mut self, args: &Args<'a>) -> CmdResult<'a> {
         let pid = args.int("pid")?;
-        args.reject_unknown(&["pid"])?;
+        args.finish()?;
         let Some(state) = self.procs.get(&pid) else {
-            return Err(Error::msg(format!("PID {pid} does not exist")));
+            return Err(Error::msg(format!("PID {pid} does not exist")).into());
         };
         let s = lock(state);
         let status = match s.status {
@@ -358,10 +353,9 @@ impl Children {
                 // any finished child.
                 drop(s);
                 self.procs.remove(&pid);
-                return Err(Error::Os(
-                    format!("failed to wait for child (pid: {pid})"),
-                    errno,
-                ));
+                return Err(
+                    Error::Os(format!("failed to wait for child (pid: {pid})"), errno).into(),
+                );
             }
         };
         let b64 = |c: &Captured| {

@@ -44,17 +44,15 @@ use std::io::{ErrorKind, Read, Write as _};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use agent_core::args::{Args, CommandError, LargeStr};
 use agent_core::json::ValueKind;
-use agent_core::response::{ErrorClass, Replied, Reply};
-use embedded_io::Write;
+use agent_core::{ArgError, Args, JsonWriter, LargeStr, Outcome, Reply, SinkError};
 use rustix::fs::{Mode, OFlags};
 
 use super::error::CmdResult;
 use super::out::member_order;
 use super::params::{os_string, text};
 use super::stage::{Base64Decoder, Stage, StageError};
-use super::{Error, Obj, Out};
+use super::{Error, LinuxCommands, Obj, Out};
 
 /// The first handle id (`QGA_PSTATE_DEFAULT_FD_COUNTER`).
 pub const FIRST_HANDLE: i64 = 1000;
@@ -135,34 +133,25 @@ enum WhenceArg {
     Code(i64),
 }
 
-fn whence_arg<'a>(args: &Args<'a>) -> Result<WhenceArg, Error<'a>> {
-    let Some(v) = args.get("whence") else {
-        return Err(CommandError::MissingParameter("whence").into());
+fn whence_arg<'a>(args: &Args<'a>) -> Result<WhenceArg, ArgError<'a>> {
+    const NAME: &str = "whence";
+    let Some(v) = args.value(NAME) else {
+        return Err(ArgError::Missing(args.path(NAME)));
     };
+    if let Some(s) = v.as_str() {
+        return match text(&s).as_str() {
+            "set" => Ok(WhenceArg::Name(Whence::Set)),
+            "cur" => Ok(WhenceArg::Name(Whence::Cur)),
+            "end" => Ok(WhenceArg::Name(Whence::End)),
+            _ => Err(args.invalid_value(NAME, s)),
+        };
+    }
     match v.kind() {
-        ValueKind::String => {
-            let s = v.as_str().map(|s| text(&s)).unwrap_or_default();
-            let w = match s.as_str() {
-                "set" => Whence::Set,
-                "cur" => Whence::Cur,
-                "end" => Whence::End,
-                _ => {
-                    return Err(CommandError::InvalidParameterValue {
-                        name: "whence",
-                        value: v
-                            .as_str()
-                            .unwrap_or(agent_core::json::JsonStr::from_token(b"''")),
-                    }
-                    .into())
-                }
-            };
-            Ok(WhenceArg::Name(w))
-        }
         ValueKind::Integer | ValueKind::Float => v
             .as_i64()
             .map(WhenceArg::Code)
-            .ok_or_else(|| super::params::invalid_type("whence", "integer")),
-        _ => Err(super::params::invalid_type("whence", "GuestFileWhence")),
+            .ok_or_else(|| args.invalid_type(NAME, "integer")),
+        _ => Err(args.invalid_type(NAME, "GuestFileWhence")),
     }
 }
 
@@ -177,7 +166,7 @@ pub struct Files {
 /// bytes that went in (`already` counts earlier pieces of the same write)
 /// and the error that stopped it, if any. A full pipe ends the write
 /// short once something went in (qemu-ga would fail).
-fn write_some<'a>(file: &mut File, data: &[u8], already: usize) -> (usize, Option<Error<'a>>) {
+fn write_some(file: &mut File, data: &[u8], already: usize) -> (usize, Option<Error>) {
     let mut written = 0usize;
     while let Some(rest) = data.get(written..).filter(|r| !r.is_empty()) {
         match file.write(rest) {
@@ -192,7 +181,7 @@ fn write_some<'a>(file: &mut File, data: &[u8], already: usize) -> (usize, Optio
 }
 
 /// Copy the first `count` staged bytes into `file`, in pieces.
-fn copy_staged<'a>(mut staged: File, file: &mut File, count: usize) -> Result<usize, Error<'a>> {
+fn copy_staged(mut staged: File, file: &mut File, count: usize) -> Result<usize, Error> {
     let mut buf = vec![0u8; COPY_CHUNK.min(count)];
     let mut done = 0usize;
     while done < count {
@@ -215,7 +204,7 @@ fn copy_staged<'a>(mut staged: File, file: &mut File, count: usize) -> Result<us
     Ok(done)
 }
 
-fn handle_not_found<'a>(handle: i64) -> Error<'a> {
+fn handle_not_found(handle: i64) -> Error {
     Error::msg(format!("handle '{handle}' has not been found"))
 }
 
@@ -281,11 +270,7 @@ impl Base64Stream {
         }
     }
 
-    fn encode_into<W: Write + ?Sized>(
-        &mut self,
-        bytes: &[u8],
-        w: &mut agent_core::writer::JsonWriter<'_, W>,
-    ) -> Result<(), W::Error> {
+    fn encode_into(&mut self, bytes: &[u8], w: &mut JsonWriter<'_>) -> Result<(), SinkError> {
         self.text
             .resize(base64_simd::STANDARD.encoded_length(bytes.len()), 0);
         let text =
@@ -293,11 +278,7 @@ impl Base64Stream {
         w.string_chunk(text)
     }
 
-    fn push<W: Write + ?Sized>(
-        &mut self,
-        mut bytes: &[u8],
-        w: &mut agent_core::writer::JsonWriter<'_, W>,
-    ) -> Result<(), W::Error> {
+    fn push(&mut self, mut bytes: &[u8], w: &mut JsonWriter<'_>) -> Result<(), SinkError> {
         if self.carried > 0 {
             let need = 3usize.saturating_sub(self.carried).min(bytes.len());
             let mut group = [0u8; 3];
@@ -322,10 +303,7 @@ impl Base64Stream {
         Ok(())
     }
 
-    fn finish<W: Write + ?Sized>(
-        mut self,
-        w: &mut agent_core::writer::JsonWriter<'_, W>,
-    ) -> Result<(), W::Error> {
+    fn finish(mut self, w: &mut JsonWriter<'_>) -> Result<(), SinkError> {
         if self.carried > 0 {
             let tail = self.carry;
             let n = self.carried;
@@ -337,7 +315,7 @@ impl Base64Stream {
 
 /// Decode base64 the way qemu-ga does (`qbase64_decode`; the rules are
 /// [`Base64Decoder`]'s).
-pub fn decode_base64<'a>(input: &str) -> Result<Vec<u8>, Error<'a>> {
+pub fn decode_base64(input: &str) -> Result<Vec<u8>, Error> {
     let mut decoder = Base64Decoder::new();
     let mut out = Vec::with_capacity(input.len() / 4 * 3);
     decoder.push(input.as_bytes(), &mut out);
@@ -347,7 +325,7 @@ pub fn decode_base64<'a>(input: &str) -> Result<Vec<u8>, Error<'a>> {
     Ok(out)
 }
 
-fn invalid_base64<'a>() -> Error<'a> {
+fn invalid_base64() -> Error {
     Error::msg("Base64 data contains invalid characters")
 }
 
@@ -376,25 +354,25 @@ impl Files {
         std::fs::rename(&tmp, &self.state_file)
     }
 
-    fn get<'a>(&mut self, handle: i64) -> Result<&mut File, Error<'a>> {
+    fn get(&mut self, handle: i64) -> Result<&mut File, Error> {
         self.open
             .get_mut(&handle)
             .ok_or_else(|| handle_not_found(handle))
     }
 
     /// `guest-file-open {path, mode?}` → handle.
-    pub fn open<'a>(&mut self, args: Args<'a>) -> CmdResult<'a> {
+    pub fn open<'a>(&mut self, args: &Args<'a>) -> CmdResult<'a> {
         let path = args.str("path")?;
         let mode = args.opt_str("mode")?;
-        args.reject_unknown(&["path", "mode"])?;
+        args.finish()?;
         let mode_text = mode.map_or_else(|| "r".to_owned(), |m| text(&m));
         let path_text = text(&path);
         let Some(open_mode) = OpenMode::parse(&mode_text) else {
-            return Err(Error::msg(format!("invalid file open mode '{mode_text}'")));
+            return Err(Error::msg(format!("invalid file open mode '{mode_text}'")).into());
         };
         let failed = || format!("failed to open file '{path_text}' (mode: '{mode_text}')");
         if self.open.len() >= MAX_OPEN_HANDLES {
-            return Err(Error::Os(failed(), libc::EMFILE));
+            return Err(Error::Os(failed(), libc::EMFILE).into());
         }
         let path = os_string(&path);
         let flags = open_mode.flags() | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
@@ -410,7 +388,7 @@ impl Files {
                                 "failed to set permission 0666 on new file '{path_text}' (mode: '{mode_text}')"
                             ),
                             e,
-                        ));
+                        ).into());
                     }
                     fd
                 }
@@ -418,7 +396,7 @@ impl Files {
                     rustix::fs::open(&path, flags - OFlags::CREATE, Mode::empty())
                         .map_err(|e| Error::errno(failed(), e))?
                 }
-                Err(e) => return Err(Error::errno(failed(), e)),
+                Err(e) => return Err(Error::errno(failed(), e).into()),
             }
         } else {
             rustix::fs::open(&path, flags, Mode::empty()).map_err(|e| Error::errno(failed(), e))?
@@ -426,38 +404,38 @@ impl Files {
         let handle = self.next;
         self.next = self.next.saturating_add(1);
         if self.persist().is_err() {
-            return Err(Error::msg("failed to commit persistent state to disk"));
+            return Err(Error::msg("failed to commit persistent state to disk").into());
         }
         self.open.insert(handle, File::from(fd));
         Ok(Out::Int(handle))
     }
 
     /// `guest-file-close {handle}`.
-    pub fn close<'a>(&mut self, args: Args<'a>) -> CmdResult<'a> {
+    pub fn close<'a>(&mut self, args: &Args<'a>) -> CmdResult<'a> {
         let handle = args.int("handle")?;
-        args.reject_unknown(&["handle"])?;
+        args.finish()?;
         match self.open.remove(&handle) {
             Some(_) => Ok(Out::Unit),
-            None => Err(handle_not_found(handle)),
+            None => Err(handle_not_found(handle).into()),
         }
     }
 
     /// `guest-file-flush {handle}`: writes are not buffered, so only the
     /// handle is checked.
-    pub fn flush<'a>(&mut self, args: Args<'a>) -> CmdResult<'a> {
+    pub fn flush<'a>(&mut self, args: &Args<'a>) -> CmdResult<'a> {
         let handle = args.int("handle")?;
-        args.reject_unknown(&["handle"])?;
+        args.finish()?;
         self.get(handle)?;
         Ok(Out::Unit)
     }
 
     /// `guest-file-write {handle, buf-b64, count?}` → `{count, eof}`.
     /// A large `buf-b64` comes decoded from `stage` (see [`super::stage`]).
-    pub fn write<'a>(&mut self, args: Args<'a>, stage: &mut Stage) -> CmdResult<'a> {
+    pub fn write<'a>(&mut self, args: &Args<'a>, stage: &mut Stage) -> CmdResult<'a> {
         let handle = args.int("handle")?;
         let data = args.large_str("buf-b64")?;
         let count = args.opt_int("count")?;
-        args.reject_unknown(&["handle", "buf-b64", "count"])?;
+        args.finish()?;
         let file = self.get(handle)?;
         let check_count = |len: usize| match count {
             None => Ok(len),
@@ -494,18 +472,18 @@ impl Files {
     }
 
     /// `guest-file-seek {handle, offset, whence}` → `{position, eof}`.
-    pub fn seek<'a>(&mut self, args: Args<'a>) -> CmdResult<'a> {
+    pub fn seek<'a>(&mut self, args: &Args<'a>) -> CmdResult<'a> {
         let handle = args.int("handle")?;
         let offset = args.int("offset")?;
-        let whence = whence_arg(&args)?;
-        args.reject_unknown(&["handle", "offset", "whence"])?;
+        let whence = whence_arg(args)?;
+        args.finish()?;
         let file = self.get(handle)?;
         let whence = match whence {
             WhenceArg::Name(w) => w,
             WhenceArg::Code(0) => Whence::Set,
             WhenceArg::Code(1) => Whence::Cur,
             WhenceArg::Code(2) => Whence::End,
-            WhenceArg::Code(n) => return Err(Error::msg(format!("invalid whence code {n}"))),
+            WhenceArg::Code(n) => return Err(Error::msg(format!("invalid whence code {n}")).into()),
         };
         let pos = match whence {
             Whence::Set => match u64::try_from(offset) {
@@ -524,29 +502,18 @@ impl Files {
 
     /// `guest-file-read {handle, count?}` → `{count, buf-b64, eof}`,
     /// streamed (see the module docs).
-    pub fn read<W: Write + ?Sized>(
-        &mut self,
-        args: Args<'_>,
-        reply: Reply<'_, W>,
-    ) -> Result<Replied, W::Error> {
-        let prepared = (|| {
-            let handle = args.int("handle")?;
-            let count = args.opt_int("count")?;
-            args.reject_unknown(&["handle", "count"])?;
-            let file = self.get(handle)?;
-            let count = count.unwrap_or(DEFAULT_READ_COUNT);
-            if !(0..=MAX_READ_COUNT).contains(&count) {
-                return Err(Error::msg(format!(
-                    "value '{count}' is invalid for argument count"
-                )));
-            }
-            let count = usize::try_from(count).unwrap_or(0);
-            plan_read(file, count)
-        })();
-        let mut plan = match prepared {
-            Ok(p) => p,
-            Err(e) => return reply.error(ErrorClass::GenericError, &e),
-        };
+    pub fn read<'a>(&mut self, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, LinuxCommands> {
+        let handle = args.int("handle")?;
+        let count = args.opt_int("count")?;
+        args.finish()?;
+        let file = self.get(handle)?;
+        let count = count.unwrap_or(DEFAULT_READ_COUNT);
+        if !(0..=MAX_READ_COUNT).contains(&count) {
+            Err(Error::msg(format!(
+                "value '{count}' is invalid for argument count"
+            )))?;
+        }
+        let mut plan = plan_read(file, usize::try_from(count).unwrap_or(0))?;
         let mut w = reply.ok()?;
         w.begin_object()?;
         for name in member_order(["count", "buf-b64", "eof"]) {
@@ -581,7 +548,7 @@ impl Files {
                                 if n > 0 {
                                     stream.push(&piece[..n], &mut w)?;
                                 }
-                                return w.abort();
+                                return Ok(w.abort()?);
                             }
                             stream.push(piece, &mut w)?;
                             left -= want;
@@ -593,7 +560,7 @@ impl Files {
             }
         }
         w.end_object()?;
-        w.finish()
+        Ok(w.finish()?)
     }
 }
 
@@ -606,7 +573,7 @@ struct ReadPlan {
     stream_from: Option<File>,
 }
 
-fn plan_read<'a>(file: &mut File, count: usize) -> Result<ReadPlan, Error<'a>> {
+fn plan_read(file: &mut File, count: usize) -> Result<ReadPlan, Error> {
     let mut head = vec![0u8; count.min(FULL_READ)];
     let (n, end) = fill(file, &mut head);
     head.truncate(n);

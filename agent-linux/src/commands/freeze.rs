@@ -189,7 +189,7 @@ impl Freezer {
     }
 
     /// Run the hook with `arg`, if one is configured, within its limit.
-    fn run_hook<'a>(&self, arg: &str) -> Result<(), Error<'a>> {
+    fn run_hook(&self, arg: &str) -> Result<(), Error> {
         let Some(hook) = &self.hook else {
             return Ok(());
         };
@@ -225,7 +225,7 @@ impl Freezer {
 
     /// FITHAW every mounted filesystem until it refuses; the number that
     /// thawed at least once.
-    fn thaw_mounts<'a>(&self) -> Result<i64, Error<'a>> {
+    fn thaw_mounts(&self) -> Result<i64, Error> {
         let mut thawed = 0i64;
         for mount in mounts(&self.procfs)? {
             let Ok(f) = File::open(&mount.dir) else {
@@ -246,7 +246,7 @@ impl Freezer {
     /// FIFREEZE on each block-device mount (last mounted first), or only
     /// on those in `wanted`. The number frozen; on a failure everything is
     /// thawed again, as qemu-ga does.
-    pub fn freeze<'a>(&self, wanted: Option<&[String]>) -> Result<i64, Error<'a>> {
+    pub fn freeze(&self, wanted: Option<&[String]>) -> Result<i64, Error> {
         let mut inner = self.lock();
         self.run_hook("freeze")?;
         let mounts = mounts(&self.procfs)?;
@@ -278,7 +278,7 @@ impl Freezer {
         Ok(frozen)
     }
 
-    fn thaw_locked<'a>(&self, inner: &mut Inner) -> Result<i64, Error<'a>> {
+    fn thaw_locked(&self, inner: &mut Inner) -> Result<i64, Error> {
         let thawed = self.thaw_mounts()?;
         self.unset_frozen(inner);
         self.run_hook("thaw")?;
@@ -287,7 +287,7 @@ impl Freezer {
 
     /// `guest-fsfreeze-thaw`: thaw every filesystem, leave the frozen
     /// state, then run the hook. The number thawed.
-    pub fn thaw<'a>(&self) -> Result<i64, Error<'a>> {
+    pub fn thaw(&self) -> Result<i64, Error> {
         let mut inner = self.lock();
         self.thaw_locked(&mut inner)
     }

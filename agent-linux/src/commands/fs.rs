@@ -12,7 +12,7 @@ use agent_core::args::Args;
 
 use super::error::{strerror, CmdResult};
 use super::freeze::Freezer;
-use super::params::{opt_list, str_elem, text};
+use super::params::text;
 use super::{Error, Obj, Out, SystemPaths};
 
 /// One mounted filesystem.
@@ -97,7 +97,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
 }
 
 /// The block-device mounts of `<procfs>/self/mountinfo`.
-pub(crate) fn mounts<'a>(procfs: &Path) -> Result<Vec<Mount>, Error<'a>> {
+pub(crate) fn mounts(procfs: &Path) -> Result<Vec<Mount>, Error> {
     let path = procfs.join("self/mountinfo");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::os(format!("failed to open {}", path.display()), &e))?;
@@ -127,8 +127,8 @@ fn fitrim(file: &File, range: &mut FstrimRange) -> rustix::io::Result<()> {
 }
 
 /// `guest-fsfreeze-status` → `"thawed"` | `"frozen"`.
-pub fn status<'a>(args: Args<'a>, freezer: &Freezer) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn status<'a>(args: &Args<'a>, freezer: &Freezer) -> CmdResult<'a> {
+    args.finish()?;
     Ok(Out::str(if freezer.is_frozen() {
         "frozen"
     } else {
@@ -138,27 +138,33 @@ pub fn status<'a>(args: Args<'a>, freezer: &Freezer) -> CmdResult<'a> {
 
 /// `guest-fsfreeze-freeze` / `guest-fsfreeze-freeze-list {mountpoints?}`
 /// → the number of filesystems frozen.
-pub fn freeze<'a>(args: Args<'a>, with_list: bool, freezer: &Freezer) -> CmdResult<'a> {
-    let wanted = if with_list {
-        opt_list(&args, "mountpoints", str_elem)?.map(|l| l.iter().map(text).collect::<Vec<_>>())
+pub fn freeze<'a>(args: &Args<'a>, with_list: bool, freezer: &Freezer) -> CmdResult<'a> {
+    let wanted: Option<Vec<String>> = if with_list {
+        args.opt_list("mountpoints")?
+            .map(|list| {
+                list.into_iter()
+                    .map(|e| e.str().map(|s| text(&s)))
+                    .collect()
+            })
+            .transpose()?
     } else {
         None
     };
-    args.reject_unknown(if with_list { &["mountpoints"] } else { &[] })?;
+    args.finish()?;
     Ok(Out::Int(freezer.freeze(wanted.as_deref())?))
 }
 
 /// `guest-fsfreeze-thaw` → the number of filesystems thawed.
-pub fn thaw<'a>(args: Args<'a>, freezer: &Freezer) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn thaw<'a>(args: &Args<'a>, freezer: &Freezer) -> CmdResult<'a> {
+    args.finish()?;
     Ok(Out::Int(freezer.thaw()?))
 }
 
 /// `guest-fstrim {minimum?}` → `{paths: [{path, trimmed?, minimum?,
 /// error?}]}`.
-pub fn fstrim<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+pub fn fstrim<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
     let minimum = args.opt_int("minimum")?;
-    args.reject_unknown(&["minimum"])?;
+    args.finish()?;
     let mut paths = Vec::new();
     for mount in mounts(&sys.procfs)? {
         let entry = Obj::new().str("path", mount.dir.clone());
@@ -199,8 +205,8 @@ pub fn fstrim<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
 /// total-bytes?, total-bytes-privileged?, disk}]`, last mount first as
 /// qemu-ga lists them. `disk` has the address of a virtio-blk disk (see
 /// [`super::disks`] for the buses covered).
-pub fn get_fsinfo<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn get_fsinfo<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    args.finish()?;
     let mut list = Vec::new();
     for mount in mounts(&sys.procfs)? {
         let devpath = sys
@@ -352,7 +358,7 @@ mod tests {
         let (dir, cfg) = fake_proc();
         std::fs::write(dir.path().join("qga.state.isfrozen"), "").unwrap();
         let mut t = Harness::with_config(dir, cfg);
-        assert!(t.agent.commands().1.is_frozen());
+        assert!(t.agent.commands().is_frozen());
         assert_eq!(
             t.call(r#"{"execute": "guest-fsfreeze-status"}"#),
             r#"{"return": "frozen"}"#

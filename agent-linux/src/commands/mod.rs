@@ -1,18 +1,15 @@
-//! The OS commands of the Linux agent: everything qemu-ga answers on Linux
-//! except the four core commands (`guest-sync-delimited`, `guest-sync`,
-//! `guest-ping`, `guest-info`), which agent-core's
-//! [`CoreCommands`](agent_core::CoreCommands) provides.
+//! The commands of the Linux agent: everything qemu-ga answers on Linux.
 //!
-//! [`LinuxCommands`] is one [`Commands`] table, registered in the order of
-//! qemu-ga's schema (`qga/qapi-schema.json`), so `guest-info` lists the
-//! combined table `(CoreCommands::new(), LinuxCommands::new(..))` the way
-//! qemu-ga does. One module per family:
+//! [`LinuxCommands`] is one [`Commands`] table, a list of the commands in
+//! the order of qemu-ga's registration (its schema, `qga/qapi-schema.json`,
+//! with agent-core's four core commands where qemu-ga registers them), so
+//! `guest-info` lists it the way qemu-ga does. One module per family:
 //!
 //! | module | commands |
 //! |---|---|
 //! | [`time`] | `guest-get-time`, `guest-set-time` |
 //! | [`power`] | `guest-shutdown`, `guest-suspend-{disk,ram,hybrid}` |
-//! | [`file`] | `guest-file-{open,close,read,write,seek,flush}` |
+//! | [`file`](mod@file) | `guest-file-{open,close,read,write,seek,flush}` |
 //! | [`stage`] | large guest-file-write data, staged as it arrives |
 //! | [`fs`] | `guest-fsfreeze-*`, `guest-fstrim`, `guest-get-fsinfo` |
 //! | [`freeze`] | the frozen state, its hook, thaw on exit, the auto-thaw watchdog |
@@ -27,17 +24,18 @@
 //! qemu-ga, not registered (CommandNotFound).
 //!
 //! Every argument is read with agent-core's typed getters in schema order,
-//! then unknown members are rejected, which reproduces QAPI's error order.
+//! then [`Args::finish`] rejects unknown members, which reproduces QAPI's
+//! error order.
 //! Results are written in qemu-ga's member order (`QDict` buckets, see
 //! [`out`]). A command this system cannot carry out answers qemu-ga's
 //! error for that case.
 //!
 //! ```
-//! use agent_core::{Agent, CoreCommands, Policy};
+//! use agent_core::{Agent, Policy};
 //! use agent_linux::commands::{CommandsConfig, LinuxCommands};
 //!
 //! let dir = std::env::temp_dir();
-//! let commands = (CoreCommands::new(), LinuxCommands::new(CommandsConfig::new(dir, None)));
+//! let commands = LinuxCommands::new(CommandsConfig::new(dir, None));
 //! let mut agent = Agent::new(vec![0u8; 4096], commands, Policy::new());
 //! let mut out = Vec::new();
 //! agent.feed(br#"{"execute": "guest-fsfreeze-status"}"#, &mut out).unwrap();
@@ -65,57 +63,35 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_core::args::Args;
-use agent_core::dispatch::{CommandInfo, Commands, DispatchError, FROZEN_ALLOWED};
-use agent_core::response::{ErrorClass, Replied, Reply};
+use agent_core::prelude::*;
 use agent_core::spill::Spill;
-use embedded_io::Write;
 
 pub use error::Error;
 pub use out::{Obj, Out};
 
-/// The command table, in qemu-ga's registration (schema) order.
-const TABLE: [CommandInfo; 39] = [
-    CommandInfo::new("guest-get-time"),
-    CommandInfo::new("guest-set-time"),
-    CommandInfo::without_success_response("guest-shutdown"),
-    CommandInfo::new("guest-file-open"),
-    CommandInfo::new("guest-file-close"),
-    CommandInfo::new("guest-file-read"),
-    CommandInfo::new("guest-file-write"),
-    CommandInfo::new("guest-file-seek"),
-    CommandInfo::new("guest-file-flush"),
-    CommandInfo::new("guest-fsfreeze-status"),
-    CommandInfo::new("guest-fsfreeze-freeze"),
-    CommandInfo::new("guest-fsfreeze-freeze-list"),
-    CommandInfo::new("guest-fsfreeze-thaw"),
-    CommandInfo::new("guest-fstrim"),
-    CommandInfo::without_success_response("guest-suspend-disk"),
-    CommandInfo::without_success_response("guest-suspend-ram"),
-    CommandInfo::without_success_response("guest-suspend-hybrid"),
-    CommandInfo::new("guest-network-get-interfaces"),
-    CommandInfo::new("guest-get-vcpus"),
-    CommandInfo::new("guest-set-vcpus"),
-    CommandInfo::new("guest-get-disks"),
-    CommandInfo::new("guest-get-fsinfo"),
-    CommandInfo::new("guest-set-user-password"),
-    CommandInfo::new("guest-get-memory-blocks"),
-    CommandInfo::new("guest-set-memory-blocks"),
-    CommandInfo::new("guest-get-memory-block-info"),
-    CommandInfo::new("guest-exec-status"),
-    CommandInfo::new("guest-exec"),
-    CommandInfo::new("guest-get-host-name"),
-    CommandInfo::new("guest-get-users"),
-    CommandInfo::new("guest-get-timezone"),
-    CommandInfo::new("guest-get-osinfo"),
-    CommandInfo::new("guest-ssh-get-authorized-keys"),
-    CommandInfo::new("guest-ssh-add-authorized-keys"),
-    CommandInfo::new("guest-ssh-remove-authorized-keys"),
-    CommandInfo::new("guest-get-diskstats"),
-    CommandInfo::new("guest-get-cpustats"),
-    CommandInfo::new("guest-network-get-route"),
-    CommandInfo::new("guest-get-load"),
-];
+use error::CmdResult;
+
+/// Send a command's result: `{}` for [`Out::Unit`] (or nothing, for a
+/// command without success response), else the value.
+fn respond<'a>(reply: Reply<'_>, result: CmdResult<'a>) -> Outcome<'a, LinuxCommands> {
+    match result? {
+        Out::Unit => Ok(reply.ok_empty()?),
+        value => {
+            let mut writer = reply.ok()?;
+            value.write(&mut writer)?;
+            Ok(writer.finish()?)
+        }
+    }
+}
+
+/// A table entry for a command `run` answers with a value.
+macro_rules! command {
+    ($name:literal, |$t:pat_param, $args:ident| $run:expr) => {
+        Command::new($name, |$t: &mut LinuxCommands, $args, reply| {
+            respond(reply, $run)
+        })
+    };
+}
 
 /// Programs and system paths the commands use. The defaults are the real
 /// ones; tests point the side-effecting ones at harmless stand-ins.
@@ -210,6 +186,131 @@ pub struct LinuxCommands {
 }
 
 impl LinuxCommands {
+    /// Every command, in qemu-ga's registration (schema) order, agent-core's
+    /// four included: `guest-info` lists them in reverse.
+    const COMMANDS: [Command<Self>; 43] = [
+        Command::guest_sync_delimited(),
+        Command::guest_sync(),
+        Command::guest_ping(),
+        command!("guest-get-time", |_, args| time::get_time(args)),
+        command!("guest-set-time", |t, args| time::set_time(
+            args,
+            &t.config.system
+        )),
+        Command::guest_info(),
+        command!("guest-shutdown", |t, args| power::shutdown(
+            args,
+            &t.config.system
+        ))
+        .without_success_response(),
+        command!("guest-file-open", |t, args| t.files.open(args)),
+        command!("guest-file-close", |t, args| t.files.close(args)),
+        Command::new("guest-file-read", |t, args, reply| {
+            t.files.read(args, reply)
+        }),
+        command!("guest-file-write", |t, args| t
+            .files
+            .write(args, &mut t.stage)),
+        command!("guest-file-seek", |t, args| t.files.seek(args)),
+        command!("guest-file-flush", |t, args| t.files.flush(args)),
+        command!("guest-fsfreeze-status", |t, args| fs::status(
+            args, &t.freeze
+        ))
+        .allowed_while_frozen(),
+        command!("guest-fsfreeze-freeze", |t, args| fs::freeze(
+            args, false, &t.freeze
+        )),
+        command!("guest-fsfreeze-freeze-list", |t, args| fs::freeze(
+            args, true, &t.freeze
+        )),
+        command!("guest-fsfreeze-thaw", |t, args| fs::thaw(args, &t.freeze)).allowed_while_frozen(),
+        command!("guest-fstrim", |t, args| fs::fstrim(args, &t.config.system)),
+        command!("guest-suspend-disk", |t, args| power::suspend(
+            args,
+            power::SuspendMode::Disk,
+            &t.config.system
+        ))
+        .without_success_response(),
+        command!("guest-suspend-ram", |t, args| power::suspend(
+            args,
+            power::SuspendMode::Ram,
+            &t.config.system
+        ))
+        .without_success_response(),
+        command!("guest-suspend-hybrid", |t, args| power::suspend(
+            args,
+            power::SuspendMode::Hybrid,
+            &t.config.system
+        ))
+        .without_success_response(),
+        command!("guest-network-get-interfaces", |t, args| {
+            network::get_interfaces(args, &t.config.system)
+        }),
+        command!("guest-get-vcpus", |t, args| system::get_vcpus(
+            args,
+            &t.config.system
+        )),
+        command!("guest-set-vcpus", |t, args| system::set_vcpus(
+            args,
+            &t.config.system
+        )),
+        command!("guest-get-disks", |t, args| disks::get_disks(
+            args,
+            &t.config.system
+        )),
+        command!("guest-get-fsinfo", |t, args| fs::get_fsinfo(
+            args,
+            &t.config.system
+        )),
+        command!(
+            "guest-set-user-password",
+            |t, args| user::set_user_password(args, &t.config.system)
+        ),
+        command!("guest-get-memory-blocks", |t, args| {
+            system::get_memory_blocks(args, &t.config.system)
+        }),
+        command!("guest-set-memory-blocks", |t, args| {
+            system::set_memory_blocks(args, &t.config.system)
+        }),
+        command!("guest-get-memory-block-info", |t, args| {
+            system::get_memory_block_info(args, &t.config.system)
+        }),
+        command!("guest-exec-status", |t, args| t.exec.status(args)),
+        command!("guest-exec", |t, args| t.exec.spawn(args)),
+        command!("guest-get-host-name", |_, args| system::get_host_name(args)),
+        command!("guest-get-users", |t, args| system::get_users(
+            args,
+            &t.config.system
+        )),
+        command!("guest-get-timezone", |_, args| system::get_timezone(args)),
+        command!("guest-get-osinfo", |_, args| system::get_osinfo(args)),
+        command!("guest-ssh-get-authorized-keys", |t, args| {
+            ssh::get_authorized_keys(args, &t.config.system)
+        }),
+        command!("guest-ssh-add-authorized-keys", |t, args| {
+            ssh::add_authorized_keys(args, &t.config.system)
+        }),
+        command!("guest-ssh-remove-authorized-keys", |t, args| {
+            ssh::remove_authorized_keys(args, &t.config.system)
+        }),
+        command!("guest-get-diskstats", |t, args| disks::get_diskstats(
+            args,
+            &t.config.system
+        )),
+        command!("guest-get-cpustats", |t, args| system::get_cpustats(
+            args,
+            &t.config.system
+        )),
+        command!("guest-network-get-route", |t, args| network::get_route(
+            args,
+            &t.config.system
+        )),
+        command!("guest-get-load", |t, args| system::get_load(
+            args,
+            &t.config.system
+        )),
+    ];
+
     /// The commands, with state restored from `config.statedir` (the
     /// handle counter and, if `qga.state.isfrozen` exists, the frozen
     /// state).
@@ -234,9 +335,9 @@ impl LinuxCommands {
     }
 
     /// Whether filesystems are frozen by guest-fsfreeze-freeze. While they
-    /// are, only agent-core's [`FROZEN_ALLOWED`] commands run: the table
-    /// reports it through [`Commands::is_frozen`], and also enforces it for
-    /// its own commands.
+    /// are, only the commands allowed while frozen run: the table reports
+    /// it through [`Commands::is_frozen`], and agent-core's dispatcher
+    /// enforces it.
     pub fn is_frozen(&self) -> bool {
         self.freeze.is_frozen()
     }
@@ -254,12 +355,14 @@ impl LinuxCommands {
 }
 
 impl Commands for LinuxCommands {
-    fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
-        TABLE.into_iter()
+    type Error = Error;
+
+    fn commands(&self) -> &[Command<Self>] {
+        &Self::COMMANDS
     }
 
-    /// Tells the dispatcher, which then disables all but the frozen set
-    /// (and `guest-info` shows it).
+    /// The dispatcher then disables all but the commands allowed while
+    /// frozen (and `guest-info` shows it).
     fn is_frozen(&self) -> bool {
         self.freeze.is_frozen()
     }
@@ -267,69 +370,6 @@ impl Commands for LinuxCommands {
     /// Large `buf-b64` strings go to the stage.
     fn spill(&mut self) -> Option<&mut dyn Spill> {
         Some(&mut self.stage)
-    }
-
-    fn call<W: Write + ?Sized>(
-        &mut self,
-        name: &str,
-        args: Args<'_>,
-        reply: Reply<'_, W>,
-    ) -> Result<Replied, W::Error> {
-        if self.freeze.is_frozen() && !FROZEN_ALLOWED.contains(&name) {
-            return reply.error(ErrorClass::CommandNotFound, &DispatchError::Disabled(name));
-        }
-        let sys = &self.config.system;
-        let result = match name {
-            "guest-get-time" => time::get_time(args),
-            "guest-set-time" => time::set_time(args, sys),
-            "guest-shutdown" => power::shutdown(args, sys),
-            "guest-file-open" => self.files.open(args),
-            "guest-file-close" => self.files.close(args),
-            "guest-file-read" => return self.files.read(args, reply),
-            "guest-file-write" => self.files.write(args, &mut self.stage),
-            "guest-file-seek" => self.files.seek(args),
-            "guest-file-flush" => self.files.flush(args),
-            "guest-fsfreeze-status" => fs::status(args, &self.freeze),
-            "guest-fsfreeze-freeze" => fs::freeze(args, false, &self.freeze),
-            "guest-fsfreeze-freeze-list" => fs::freeze(args, true, &self.freeze),
-            "guest-fsfreeze-thaw" => fs::thaw(args, &self.freeze),
-            "guest-fstrim" => fs::fstrim(args, sys),
-            "guest-suspend-disk" => power::suspend(args, power::SuspendMode::Disk, sys),
-            "guest-suspend-ram" => power::suspend(args, power::SuspendMode::Ram, sys),
-            "guest-suspend-hybrid" => power::suspend(args, power::SuspendMode::Hybrid, sys),
-            "guest-network-get-interfaces" => network::get_interfaces(args, sys),
-            "guest-get-vcpus" => system::get_vcpus(args, sys),
-            "guest-set-vcpus" => system::set_vcpus(args, sys),
-            "guest-get-disks" => disks::get_disks(args, sys),
-            "guest-get-fsinfo" => fs::get_fsinfo(args, sys),
-            "guest-set-user-password" => user::set_user_password(args, sys),
-            "guest-get-memory-blocks" => system::get_memory_blocks(args, sys),
-            "guest-set-memory-blocks" => system::set_memory_blocks(args, sys),
-            "guest-get-memory-block-info" => system::get_memory_block_info(args, sys),
-            "guest-exec-status" => self.exec.status(args),
-            "guest-exec" => self.exec.spawn(args),
-            "guest-get-host-name" => system::get_host_name(args),
-            "guest-get-users" => system::get_users(args, sys),
-            "guest-get-timezone" => system::get_timezone(args),
-            "guest-get-osinfo" => system::get_osinfo(args),
-            "guest-ssh-get-authorized-keys" => ssh::get_authorized_keys(args, sys),
-            "guest-ssh-add-authorized-keys" => ssh::add_authorized_keys(args, sys),
-            "guest-ssh-remove-authorized-keys" => ssh::remove_authorized_keys(args, sys),
-            "guest-get-diskstats" => disks::get_diskstats(args, sys),
-            "guest-get-cpustats" => system::get_cpustats(args, sys),
-            "guest-network-get-route" => network::get_route(args, sys),
-            "guest-get-load" => system::get_load(args, sys),
-            _ => Err(Error::msg(format!("The command {name} has not been found"))),
-        };
-        match result {
-            Ok(Out::Unit) => reply.ok_empty(),
-            Ok(value) => {
-                let mut writer = reply.ok()?;
-                value.write(&mut writer)?;
-                writer.finish()
-            }
-            Err(e) => reply.error(ErrorClass::GenericError, &e),
-        }
     }
 }
 
@@ -344,17 +384,28 @@ mod tests {
     #[test]
     fn table_order_and_success_response() {
         let (_dir, cmds) = commands();
-        let names: Vec<_> = cmds.list().map(|c| c.name).collect();
-        assert_eq!(names.len(), 39);
-        assert_eq!(names[0], "guest-get-time");
-        assert_eq!(names[26], "guest-exec-status");
-        assert_eq!(names[27], "guest-exec");
+        let names: Vec<_> = cmds.commands().iter().map(|c| c.info().name()).collect();
+        assert_eq!(names.len(), 43);
+        assert_eq!(
+            names[..6],
+            [
+                "guest-sync-delimited",
+                "guest-sync",
+                "guest-ping",
+                "guest-get-time",
+                "guest-set-time",
+                "guest-info"
+            ]
+        );
+        assert_eq!(names[30], "guest-exec-status");
+        assert_eq!(names[31], "guest-exec");
         assert_eq!(*names.last().unwrap(), "guest-get-load");
         assert!(!names.contains(&"guest-get-devices"));
         let silent: Vec<_> = cmds
-            .list()
-            .filter(|c| !c.success_response)
-            .map(|c| c.name)
+            .commands()
+            .iter()
+            .filter(|c| !c.info().has_success_response())
+            .map(|c| c.info().name())
             .collect();
         assert_eq!(
             silent,

@@ -112,7 +112,7 @@ fn parse_addr_messages(
 }
 
 /// Every address of every interface, IPv4 first, as the kernel dumps them.
-fn addresses(names: &HashMap<u32, String>) -> Result<Vec<IfAddr>, Error<'static>> {
+fn addresses(names: &HashMap<u32, String>) -> Result<Vec<IfAddr>, Error> {
     let fail = |e: rustix::io::Errno| Error::errno("getifaddrs failed", e);
     let fd = rustix::net::socket_with(
         AddressFamily::NETLINK,
@@ -223,8 +223,8 @@ struct Interface {
 
 /// `guest-network-get-interfaces` → `[{name, hardware-address?,
 /// ip-addresses?, statistics?}]`.
-pub fn get_interfaces<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn get_interfaces<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    args.finish()?;
     let links = links(sys);
     let names: HashMap<u32, String> = links.iter().cloned().collect();
     let addrs = addresses(&names)?;
@@ -370,8 +370,8 @@ pub fn parse_routes(v4: &str, v6: &str) -> Vec<Out> {
 }
 
 /// `guest-network-get-route` → `[GuestNetworkRoute]`.
-pub fn get_route<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn get_route<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    args.finish()?;
     let v4 = std::fs::read_to_string(sys.procfs.join("net/route")).unwrap_or_default();
     let v6 = std::fs::read_to_string(sys.procfs.join("net/ipv6_route")).unwrap_or_default();
     Ok(Out::List(parse_routes(&v4, &v6)))

@@ -3,11 +3,11 @@
 //! qemu-ga builds a result as a `QDict` and writes its members in hash
 //! bucket order, later-inserted first within a bucket; members are
 //! inserted in schema order. [`Obj`] keeps members in schema order and
-//! [`Out::write`] sorts them with [`agent_core::qdict::bucket`].
+//! [`Out::write`] sorts them with [`agent_core::writer::qdict_bucket`].
 //!
 //! ```
 //! use agent_linux::commands::out::{Obj, Out};
-//! use agent_core::writer::JsonWriter;
+//! use agent_core::JsonWriter;
 //!
 //! let seek = Out::Obj(Obj::new().int("position", 6).bool("eof", false));
 //! let mut text = Vec::new();
@@ -15,9 +15,8 @@
 //! assert_eq!(text, br#"{"eof": false, "position": 6}"#);
 //! ```
 
-use agent_core::qdict::bucket;
-use agent_core::writer::JsonWriter;
-use embedded_io::Write;
+use agent_core::writer::qdict_bucket;
+use agent_core::{JsonWriter, SinkError};
 
 /// A result value.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,7 +87,7 @@ impl Obj {
             .members
             .iter()
             .enumerate()
-            .map(|(i, (name, _))| (bucket(name.bytes()), i))
+            .map(|(i, (name, _))| (qdict_bucket(name), i))
             .collect();
         // By bucket; within a bucket the later insertion first.
         order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
@@ -105,7 +104,7 @@ pub fn member_order<const N: usize>(names: [&'static str; N]) -> [&'static str; 
     let mut indexed: Vec<(u32, usize, &'static str)> = names
         .iter()
         .enumerate()
-        .map(|(i, n)| (bucket(n.bytes()), i, *n))
+        .map(|(i, n)| (qdict_bucket(n), i, *n))
         .collect();
     indexed.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     let mut sorted = names;
@@ -122,7 +121,7 @@ impl Out {
     }
 
     /// Write the value.
-    pub fn write<W: Write + ?Sized>(&self, w: &mut JsonWriter<'_, W>) -> Result<(), W::Error> {
+    pub fn write(&self, w: &mut JsonWriter<'_>) -> Result<(), SinkError> {
         match self {
             Out::Unit => {
                 w.begin_object()?;

@@ -39,9 +39,9 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// `guest-shutdown {mode?}`.
-pub fn shutdown<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+pub fn shutdown<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
     let mode = args.opt_str("mode")?;
-    args.reject_unknown(&["mode"])?;
+    args.finish()?;
     let mode = match mode.map(|m| text(&m)) {
         None => ShutdownMode::Powerdown,
         Some(m) => ShutdownMode::parse(&m).ok_or_else(|| {
@@ -113,7 +113,7 @@ impl SuspendMode {
 }
 
 /// Try one strategy: `Some(result)` if it supports the mode.
-fn systemd(mode: SuspendMode, sys: &SystemPaths) -> Option<Result<(), Error<'static>>> {
+fn systemd(mode: SuspendMode, sys: &SystemPaths) -> Option<Result<(), Error>> {
     let unit = format!("systemd-{}", mode.systemd_unit());
     // LSB status codes: 1..=3 mean the unit exists (3: not running); 4 is
     // an unknown unit.
@@ -135,7 +135,7 @@ fn systemd(mode: SuspendMode, sys: &SystemPaths) -> Option<Result<(), Error<'sta
     })
 }
 
-fn pm_utils(mode: SuspendMode, sys: &SystemPaths) -> Option<Result<(), Error<'static>>> {
+fn pm_utils(mode: SuspendMode, sys: &SystemPaths) -> Option<Result<(), Error>> {
     if exit_status(sys.pm_is_supported.as_os_str(), &[mode.pm_flag()]) != Some(0) {
         return None;
     }
@@ -150,7 +150,7 @@ fn pm_utils(mode: SuspendMode, sys: &SystemPaths) -> Option<Result<(), Error<'st
     })
 }
 
-fn sysfs(mode: SuspendMode, sys: &SystemPaths) -> Option<Result<(), Error<'static>>> {
+fn sysfs(mode: SuspendMode, sys: &SystemPaths) -> Option<Result<(), Error>> {
     let word = mode.sysfs_state()?;
     let path = sys.sysfs.join("power/state");
     let states = std::fs::read_to_string(&path).ok()?;
@@ -165,8 +165,8 @@ fn sysfs(mode: SuspendMode, sys: &SystemPaths) -> Option<Result<(), Error<'stati
 
 /// `guest-suspend-disk`, `-ram`, `-hybrid`: systemd, then pm-utils, then
 /// `/sys/power/state`, as qemu-ga tries them.
-pub fn suspend<'a>(args: Args<'a>, mode: SuspendMode, sys: &SystemPaths) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn suspend<'a>(args: &Args<'a>, mode: SuspendMode, sys: &SystemPaths) -> CmdResult<'a> {
+    args.finish()?;
     let mut last = None;
     for strategy in [systemd, pm_utils, sysfs] {
         match strategy(mode, sys) {
@@ -176,7 +176,8 @@ pub fn suspend<'a>(args: Args<'a>, mode: SuspendMode, sys: &SystemPaths) -> CmdR
         }
     }
     Err(last
-        .unwrap_or_else(|| Error::msg("the requested suspend mode is not supported by the guest")))
+        .unwrap_or_else(|| Error::msg("the requested suspend mode is not supported by the guest"))
+        .into())
 }
 
 #[cfg(test)]

@@ -90,23 +90,23 @@ pub fn seconds(d: Duration) -> u64 {
 /// Run `program` with `args`, feeding `input` on stdin if given. `action`
 /// completes qemu-ga's message `child process has failed to <action>`.
 /// Waits at most [`HELPER_TIMEOUT`].
-pub fn run_command<'a, S: AsRef<OsStr>>(
+pub fn run_command<S: AsRef<OsStr>>(
     program: &OsStr,
     args: &[S],
     input: Option<&[u8]>,
     action: &str,
-) -> Result<(), Error<'a>> {
+) -> Result<(), Error> {
     run_command_within(program, args, input, action, HELPER_TIMEOUT)
 }
 
 /// [`run_command`] with its own time limit.
-pub fn run_command_within<'a, S: AsRef<OsStr>>(
+pub fn run_command_within<S: AsRef<OsStr>>(
     program: &OsStr,
     args: &[S],
     input: Option<&[u8]>,
     action: &str,
     timeout: Duration,
-) -> Result<(), Error<'a>> {
+) -> Result<(), Error> {
     let mut command = Command::new(program);
     command
         .args(args)

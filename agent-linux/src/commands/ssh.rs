@@ -15,10 +15,10 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use agent_core::args::Args;
+use agent_core::{ArgError, Args};
 
 use super::error::CmdResult;
-use super::params::{list, str_elem, text};
+use super::params::text;
 use super::{Error, Obj, Out, SystemPaths};
 
 /// What the commands need of a passwd entry.
@@ -33,7 +33,7 @@ pub struct PasswdEntry {
 }
 
 /// Look `user` up in a passwd-format file.
-pub fn lookup_user<'a>(passwd: &Path, user: &str) -> Result<PasswdEntry, Error<'a>> {
+pub fn lookup_user(passwd: &Path, user: &str) -> Result<PasswdEntry, Error> {
     let fail = || Error::msg(format!("failed to lookup user '{user}': Success"));
     let text = std::fs::read_to_string(passwd).map_err(|_| fail())?;
     for line in text.lines() {
@@ -63,9 +63,9 @@ fn quoted(path: &Path) -> String {
 
 /// The file's lines as `g_strsplit(contents, "\n", -1)` gives them from
 /// `g_file_get_contents`: a C string, so cut at the first NUL; no lines
-/// at all for an empty one. Errors are "failed to read '<path>': " and
+/// at all for an empty one. Errors are "failed to read '`path`': " and
 /// GLib's message.
-fn read_lines<'a>(path: &Path) -> Result<Vec<Vec<u8>>, Error<'a>> {
+fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>, Error> {
     let fail = |what: &str, e: std::io::Error| {
         Error::msg(format!(
             "failed to read '{}': {what} {}: {}",
@@ -178,7 +178,7 @@ fn set_contents(path: &Path, contents: &[u8]) -> Result<(), String> {
 
 /// qemu-ga's `write_authkeys`: the lines joined with `"\n"` (no newline
 /// added), then chown to the user and chmod 0600.
-fn write_keys<'a>(path: &Path, lines: &[&[u8]], p: &PasswdEntry) -> Result<(), Error<'a>> {
+fn write_keys(path: &Path, lines: &[&[u8]], p: &PasswdEntry) -> Result<(), Error> {
     set_contents(path, &lines.join(&b'\n'))
         .map_err(|m| Error::msg(format!("failed to write to '{}': {m}", path.display())))?;
     // "of directory" for the file too: qemu-ga's text.
@@ -197,7 +197,7 @@ fn write_keys<'a>(path: &Path, lines: &[&[u8]], p: &PasswdEntry) -> Result<(), E
 }
 
 /// qemu-ga's `mkdir_for_user`: mkdir with `mode`, chown, chmod.
-fn mkdir_for_user<'a>(dir: &Path, p: &PasswdEntry, mode: u32) -> Result<(), Error<'a>> {
+fn mkdir_for_user(dir: &Path, p: &PasswdEntry, mode: u32) -> Result<(), Error> {
     std::fs::DirBuilder::new()
         .mode(mode)
         .create(dir)
@@ -228,19 +228,22 @@ struct Key {
     text: String,
 }
 
-fn key_args<'a>(args: &Args<'a>) -> Result<Vec<Key>, Error<'a>> {
-    Ok(list(args, "keys", str_elem)?
-        .iter()
-        .map(|s| Key {
-            bytes: s.bytes().collect(),
-            text: text(s),
+fn key_args<'a>(args: &Args<'a>) -> Result<Vec<Key>, ArgError<'a>> {
+    args.list("keys")?
+        .into_iter()
+        .map(|e| {
+            let s = e.str()?;
+            Ok(Key {
+                bytes: s.bytes().collect(),
+                text: text(&s),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// qemu-ga's `check_openssh_pub_keys`: no key may start with `#` or
 /// hold a newline; anything else, the empty key included, passes.
-fn check_keys<'a>(keys: &[Key]) -> Result<(), Error<'a>> {
+fn check_keys(keys: &[Key]) -> Result<(), Error> {
     for key in keys {
         if key.bytes.first() == Some(&b'#') || key.bytes.contains(&b'\n') {
             return Err(Error::msg(format!(
@@ -268,9 +271,9 @@ fn g_strstrip(line: &[u8]) -> &[u8] {
 /// `guest-ssh-get-authorized-keys {username}` → `{keys}`: the stripped
 /// lines that are neither empty nor comments, last line first (qemu-ga
 /// prepends each to its list).
-pub fn get_authorized_keys<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+pub fn get_authorized_keys<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
     let user = text(&args.str("username")?);
-    args.reject_unknown(&["username"])?;
+    args.finish()?;
     let p = lookup_user(&sys.passwd, &user)?;
     let lines = read_lines(&keys_path(&p))?;
     let keys = lines
@@ -286,11 +289,11 @@ pub fn get_authorized_keys<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'
 /// `guest-ssh-add-authorized-keys {username, keys, reset?}`: the keys not
 /// yet among the file's lines (or, with `reset`, among none) appended to
 /// them, in order, each once.
-pub fn add_authorized_keys<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+pub fn add_authorized_keys<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
     let user = text(&args.str("username")?);
-    let keys = key_args(&args)?;
+    let keys = key_args(args)?;
     let reset = args.opt_bool("reset")?.unwrap_or(false);
-    args.reject_unknown(&["username", "keys", "reset"])?;
+    args.finish()?;
     check_keys(&keys)?;
     let p = lookup_user(&sys.passwd, &user)?;
     let dir = p.home.join(".ssh");
@@ -313,10 +316,10 @@ pub fn add_authorized_keys<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'
 
 /// `guest-ssh-remove-authorized-keys {username, keys}`: every line equal
 /// to one of the keys dropped; nothing done if there is no file.
-pub fn remove_authorized_keys<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+pub fn remove_authorized_keys<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
     let user = text(&args.str("username")?);
-    let keys = key_args(&args)?;
-    args.reject_unknown(&["username", "keys"])?;
+    let keys = key_args(args)?;
+    args.finish()?;
     check_keys(&keys)?;
     let p = lookup_user(&sys.passwd, &user)?;
     let path = keys_path(&p);

@@ -289,6 +289,7 @@ impl Spill for Stage {
 mod tests {
     use super::*;
     use crate::commands::file::decode_base64;
+    use agent_core::json::Value;
     use base64::Engine as _;
 
     fn decode_in_pieces(input: &[u8], step: usize) -> Option<Vec<u8>> {
@@ -348,9 +349,9 @@ mod tests {
         let dir = std::env::temp_dir();
         let freezer = Freezer::new(&dir.join("no-such-statedir"), None, &Default::default());
         let mut stage = Stage::new(vec![PathBuf::from("/nonexistent"), dir], freezer);
-        assert!(!stage.begin(JsonStr::from_token(b"\"path\"")));
+        assert!(!stage.begin(Value::parse(b"\"path\"").unwrap().as_str().unwrap()));
         assert!(matches!(stage.take(), Err(StageError::Empty)));
-        assert!(stage.begin(JsonStr::from_token(b"\"buf-b64\"")));
+        assert!(stage.begin(Value::parse(b"\"buf-b64\"").unwrap().as_str().unwrap()));
         let text = "QUJD".repeat(200_000);
         for piece in text.as_bytes().chunks(70_001) {
             stage.data(piece);
@@ -361,10 +362,10 @@ mod tests {
         std::io::Read::read_to_end(&mut staged.file, &mut back).unwrap();
         assert_eq!(back, "ABC".repeat(200_000).as_bytes());
         // Invalid base64 is reported; discard forgets.
-        assert!(stage.begin(JsonStr::from_token(b"'buf-b64'")));
+        assert!(stage.begin(Value::parse(b"'buf-b64'").unwrap().as_str().unwrap()));
         stage.data(b"QUJD*");
         assert!(matches!(stage.take(), Err(StageError::InvalidBase64)));
-        assert!(stage.begin(JsonStr::from_token(b"\"buf-b64\"")));
+        assert!(stage.begin(Value::parse(b"\"buf-b64\"").unwrap().as_str().unwrap()));
         stage.discard();
         assert!(matches!(stage.take(), Err(StageError::Empty)));
     }
@@ -378,7 +379,7 @@ mod tests {
         // The only place it could write is a directory we watch.
         let tmp = crate::commands::testing::TempDir::new();
         let mut stage = Stage::new(vec![tmp.path().to_path_buf()], freezer);
-        assert!(stage.begin(JsonStr::from_token(b"\"buf-b64\"")));
+        assert!(stage.begin(Value::parse(b"\"buf-b64\"").unwrap().as_str().unwrap()));
         for _ in 0..100 {
             stage.data(&b"QUJD".repeat(100_000));
         }

@@ -8,10 +8,9 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use agent_core::args::Args;
+use agent_core::{ArgError, Args};
 
 use super::error::CmdResult;
-use super::params::{list, nested, struct_elem};
 use super::time::local_time;
 use super::{Error, Obj, Out, SystemPaths};
 
@@ -32,7 +31,7 @@ fn numbered(name: &str, prefix: &str) -> Option<i64> {
 }
 
 /// Read the first byte of `<dir>/online`: `Ok(None)` if there is none.
-fn read_online(dir: &str) -> Result<Option<u8>, Error<'static>> {
+fn read_online(dir: &str) -> Result<Option<u8>, Error> {
     let path = format!("{dir}/online");
     let file = match File::open(&path) {
         Ok(f) => f,
@@ -47,7 +46,7 @@ fn read_online(dir: &str) -> Result<Option<u8>, Error<'static>> {
     }
 }
 
-fn check_dir(dir: &str) -> Result<(), Error<'static>> {
+fn check_dir(dir: &str) -> Result<(), Error> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(Error::Os(format!("open(\"{dir}\")"), libc::ENOTDIR)),
@@ -57,8 +56,8 @@ fn check_dir(dir: &str) -> Result<(), Error<'static>> {
 
 /// `guest-get-vcpus` → `[{logical-id, online, can-offline}]`, in
 /// directory order as qemu-ga lists them.
-pub fn get_vcpus<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn get_vcpus<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    args.finish()?;
     let base = cpu_dir(sys);
     let entries = std::fs::read_dir(&base)
         .map_err(|e| Error::os(format!("failed to list entries: {}", base.display()), &e))?;
@@ -82,38 +81,41 @@ pub fn get_vcpus<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
         );
     }
     if cpus.is_empty() {
-        return Err(Error::msg("guest reported zero VCPUs"));
+        return Err(Error::msg("guest reported zero VCPUs").into());
     }
     Ok(Out::List(cpus))
 }
 
 /// `guest-set-vcpus {vcpus}` → the number of entries processed before the
 /// first failure (whose error is reported only if none was processed).
-pub fn set_vcpus<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    let vcpus = list(&args, "vcpus", |name, v| {
-        let a = struct_elem(name, v)?;
-        let id = a.int("logical-id").map_err(|e| nested(name, e))?;
-        let online = a.bool("online").map_err(|e| nested(name, e))?;
-        a.opt_bool("can-offline").map_err(|e| nested(name, e))?;
-        a.reject_unknown(&["logical-id", "online", "can-offline"])
-            .map_err(|e| nested(name, e))?;
-        Ok((id, online))
-    })?;
-    args.reject_unknown(&["vcpus"])?;
+pub fn set_vcpus<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    let vcpus = args
+        .list("vcpus")?
+        .into_iter()
+        .map(|e| {
+            let a = e.object()?;
+            let id = a.int("logical-id")?;
+            let online = a.bool("online")?;
+            a.opt_bool("can-offline")?;
+            a.finish()?;
+            Ok((id, online))
+        })
+        .collect::<Result<Vec<_>, ArgError<'a>>>()?;
+    args.finish()?;
     let base = cpu_dir(sys);
     let mut processed = 0i64;
     for (id, online) in vcpus {
         let dir = format!("{}/cpu{id}/", base.display());
         match set_one_vcpu(&dir, id, online) {
             Ok(()) => processed = processed.saturating_add(1),
-            Err(e) if processed == 0 => return Err(e),
+            Err(e) if processed == 0 => return Err(e.into()),
             Err(_) => break,
         }
     }
     Ok(Out::Int(processed))
 }
 
-fn set_one_vcpu(dir: &str, id: i64, online: bool) -> Result<(), Error<'static>> {
+fn set_one_vcpu(dir: &str, id: i64, online: bool) -> Result<(), Error> {
     check_dir(dir)?;
     let path = format!("{dir}/online");
     let file = match std::fs::OpenOptions::new()
@@ -146,7 +148,7 @@ fn set_one_vcpu(dir: &str, id: i64, online: bool) -> Result<(), Error<'static>> 
 }
 
 /// qemu-ga's `ga_read_sysfs_file`: up to `size` bytes of `dir/name`.
-fn read_sysfs(dir: &Path, name: &str, size: usize) -> Result<Vec<u8>, (Error<'static>, i32)> {
+fn read_sysfs(dir: &Path, name: &str, size: usize) -> Result<Vec<u8>, (Error, i32)> {
     let file = File::open(dir.join(name)).map_err(|e| {
         let errno = e.raw_os_error().unwrap_or(0);
         (Error::os(format!("open sysfs file \"{name}\""), &e), errno)
@@ -169,18 +171,17 @@ fn read_sysfs(dir: &Path, name: &str, size: usize) -> Result<Vec<u8>, (Error<'st
 }
 
 /// `guest-get-memory-blocks` → `[{phys-index, online, can-offline}]`.
-pub fn get_memory_blocks<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn get_memory_blocks<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    args.finish()?;
     let base = memory_dir(sys);
     let entries = match std::fs::read_dir(&base) {
         Ok(e) => e,
         // No memory blocks in sysfs is fine: an empty list.
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Out::List(Vec::new())),
         Err(e) => {
-            return Err(Error::os(
-                format!("Can't open directory \"{}/\"", base.display()),
-                &e,
-            ))
+            return Err(
+                Error::os(format!("Can't open directory \"{}/\"", base.display()), &e).into(),
+            )
         }
     };
     let mut blocks = Vec::new();
@@ -196,7 +197,7 @@ pub fn get_memory_blocks<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a>
         let index: u64 = digits.parse().unwrap_or(0);
         let dir = base.join(format!("memory{index}"));
         if let Err(e) = std::fs::metadata(&dir) {
-            return Err(Error::os(format!("open(\"{}/\")", dir.display()), &e));
+            return Err(Error::os(format!("open(\"{}/\")", dir.display()), &e).into());
         }
         let (online, can_offline) = match read_sysfs(&dir, "state", 10) {
             Ok(state) => {
@@ -204,12 +205,12 @@ pub fn get_memory_blocks<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a>
                 let can_offline = match read_sysfs(&dir, "removable", 1) {
                     Ok(r) => r.first().is_some_and(|&b| b != b'0'),
                     Err((_, libc::ENOENT)) => false,
-                    Err((e, _)) => return Err(e),
+                    Err((e, _)) => return Err(e.into()),
                 };
                 (online, can_offline)
             }
             Err((_, libc::ENOENT)) => (true, false),
-            Err((e, _)) => return Err(e),
+            Err((e, _)) => return Err(e.into()),
         };
         blocks.push(
             Obj::new()
@@ -220,7 +221,7 @@ pub fn get_memory_blocks<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a>
         );
     }
     if blocks.is_empty() {
-        return Err(Error::msg("guest reported zero memory blocks!"));
+        return Err(Error::msg("guest reported zero memory blocks!").into());
     }
     Ok(Out::List(blocks))
 }
@@ -293,19 +294,22 @@ fn set_one_block(base: &Path, index: u64, online: bool) -> (BlockResponse, Optio
 
 /// `guest-set-memory-blocks {mem-blks}` → `[{phys-index, response,
 /// error-code?}]`.
-pub fn set_memory_blocks<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    let blocks = list(&args, "mem-blks", |name, v| {
-        let a = struct_elem(name, v)?;
-        let index = a.int("phys-index").map_err(|e| nested(name, e))?;
-        let online = a.bool("online").map_err(|e| nested(name, e))?;
-        a.opt_bool("can-offline").map_err(|e| nested(name, e))?;
-        a.reject_unknown(&["phys-index", "online", "can-offline"])
-            .map_err(|e| nested(name, e))?;
-        // QAPI's uint64 accepts non-negative integers (and wraps
-        // negative ones); keep the bit pattern.
-        Ok((index as u64, online))
-    })?;
-    args.reject_unknown(&["mem-blks"])?;
+pub fn set_memory_blocks<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    let blocks = args
+        .list("mem-blks")?
+        .into_iter()
+        .map(|e| {
+            let a = e.object()?;
+            let index = a.int("phys-index")?;
+            let online = a.bool("online")?;
+            a.opt_bool("can-offline")?;
+            a.finish()?;
+            // QAPI's uint64 accepts non-negative integers (and wraps
+            // negative ones); keep the bit pattern.
+            Ok((index as u64, online))
+        })
+        .collect::<Result<Vec<_>, ArgError<'a>>>()?;
+    args.finish()?;
     let base = memory_dir(sys);
     let results = blocks
         .into_iter()
@@ -322,11 +326,11 @@ pub fn set_memory_blocks<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a>
 }
 
 /// `guest-get-memory-block-info` → `{size}` (bytes per block).
-pub fn get_memory_block_info<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn get_memory_block_info<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    args.finish()?;
     let base = memory_dir(sys);
     if let Err(e) = std::fs::read_dir(&base) {
-        return Err(Error::os(format!("open(\"{}/\")", base.display()), &e));
+        return Err(Error::os(format!("open(\"{}/\")", base.display()), &e).into());
     }
     let text = read_sysfs(&base, "block_size_bytes", 20).map_err(|(e, _)| e)?;
     let text = String::from_utf8_lossy(&text);
@@ -341,8 +345,8 @@ pub fn get_memory_block_info<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult
 }
 
 /// `guest-get-host-name` → `{host-name}` ("localhost" if unknown).
-pub fn get_host_name(args: Args<'_>) -> CmdResult<'_> {
-    args.reject_unknown(&[])?;
+pub fn get_host_name<'a>(args: &Args<'a>) -> CmdResult<'a> {
+    args.finish()?;
     let uname = rustix::system::uname();
     let name = uname.nodename().to_string_lossy().into_owned();
     let name = if name.is_empty() {
@@ -404,8 +408,8 @@ pub fn utmp_users(data: &[u8]) -> Vec<(String, f64)> {
 }
 
 /// `guest-get-users` → `[{user, login-time}]`.
-pub fn get_users<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn get_users<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    args.finish()?;
     // A missing database means nobody is logged in, as for getutxent.
     let data = std::fs::read(&sys.utmp).unwrap_or_default();
     let users = utmp_users(&data)
@@ -421,8 +425,8 @@ pub fn get_users<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
 }
 
 /// `guest-get-timezone` → `{zone?, offset}`.
-pub fn get_timezone(args: Args<'_>) -> CmdResult<'_> {
-    args.reject_unknown(&[])?;
+pub fn get_timezone<'a>(args: &Args<'a>) -> CmdResult<'a> {
+    args.finish()?;
     let now = super::time::now_ns() / 1_000_000_000;
     let local = local_time(now).ok_or_else(|| Error::msg("Failed to get local time"))?;
     Ok(Obj::new()
@@ -513,21 +517,21 @@ pub fn osinfo(override_path: Option<OsString>) -> Out {
 }
 
 /// `guest-get-osinfo`.
-pub fn get_osinfo(args: Args<'_>) -> CmdResult<'_> {
-    args.reject_unknown(&[])?;
+pub fn get_osinfo<'a>(args: &Args<'a>) -> CmdResult<'a> {
+    args.finish()?;
     Ok(osinfo(std::env::var_os("QGA_OS_RELEASE")))
 }
 
 /// `guest-get-load` → `{load1m, load5m, load15m}` from `/proc/loadavg`.
-pub fn get_load<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn get_load<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    args.finish()?;
     let text = std::fs::read_to_string(sys.procfs.join("loadavg"))
         .map_err(|e| Error::os("cannot query load average", &e))?;
     let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
     let (Some(Some(l1)), Some(Some(l5)), Some(Some(l15))) =
         (fields.next(), fields.next(), fields.next())
     else {
-        return Err(Error::Os("cannot query load average".into(), libc::EINVAL));
+        return Err(Error::Os("cannot query load average".into(), libc::EINVAL).into());
     };
     Ok(Obj::new()
         .put("load1m", Out::Float(l1))
@@ -539,8 +543,8 @@ pub fn get_load<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
 /// `guest-get-cpustats` → one `{type: "linux", cpu, user, nice, system,
 /// idle, iowait?, irq?, softirq?, steal?, guest?, guestnice?}` per cpu
 /// line of `/proc/stat`.
-pub fn get_cpustats<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
-    args.reject_unknown(&[])?;
+pub fn get_cpustats<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+    args.finish()?;
     let path = sys.procfs.join("stat");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::os(format!("open(\"{}\")", path.display()), &e))?;

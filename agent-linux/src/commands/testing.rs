@@ -1,10 +1,9 @@
-//! Test helpers: a temporary directory and an agent serving the combined
-//! table with harmless stand-ins for every side-effecting program.
+//! Test helpers: a temporary directory and an agent serving the table with harmless stand-ins for every side-effecting program.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use agent_core::{Agent, CoreCommands, Policy};
+use agent_core::{Agent, Policy};
 
 use super::{CommandsConfig, LinuxCommands, SystemPaths};
 
@@ -69,7 +68,7 @@ pub fn commands() -> (TempDir, LinuxCommands) {
     (dir, cmds)
 }
 
-type TestAgent = Agent<'static, Vec<u8>, (CoreCommands, LinuxCommands)>;
+type TestAgent = Agent<'static, Vec<u8>, LinuxCommands>;
 
 /// An agent over a temporary state directory.
 pub struct Harness {
@@ -85,11 +84,7 @@ impl Harness {
     }
 
     pub fn with_config(dir: TempDir, cfg: CommandsConfig) -> Self {
-        let agent = Agent::new(
-            vec![0u8; 1 << 20],
-            (CoreCommands::new(), LinuxCommands::new(cfg)),
-            Policy::new(),
-        );
+        let agent = Agent::new(vec![0u8; 1 << 20], LinuxCommands::new(cfg), Policy::new());
         Harness { dir, agent }
     }
 

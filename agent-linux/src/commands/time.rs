@@ -65,26 +65,26 @@ pub fn now_ns() -> i64 {
 }
 
 /// `guest-get-time` → int (ns since the epoch).
-pub fn get_time(args: Args<'_>) -> CmdResult<'_> {
-    args.reject_unknown(&[])?;
+pub fn get_time<'a>(args: &Args<'a>) -> CmdResult<'a> {
+    args.finish()?;
     Ok(Out::Int(now_ns()))
 }
 
 /// `guest-set-time {time?}`: set the clock (when given) and then the RTC
 /// from it (`hwclock -w`), or the clock from the RTC (`hwclock -s`).
 #[allow(deprecated)] // `libc::time_t` on musl: see `local_time`.
-pub fn set_time<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+pub fn set_time<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
     let time_ns = args.opt_int("time")?;
-    args.reject_unknown(&["time"])?;
+    args.finish()?;
     if let Some(ns) = time_ns {
         let secs = ns / 1_000_000_000;
         #[allow(clippy::useless_conversion, irrefutable_let_patterns)]
         let Ok(tv_sec) = libc::time_t::try_from(secs) else {
-            return Err(Error::msg(format!("Time {ns} is too large")));
+            return Err(Error::msg(format!("Time {ns} is too large")).into());
         };
         let year = local_time(secs).map(|t| t.year);
         if !matches!(year, Some(1970..=2069)) {
-            return Err(Error::msg("Invalid time"));
+            return Err(Error::msg("Invalid time").into());
         }
         let nsec = (ns % 1_000_000_000) / 1000 * 1000;
         let spec = rustix::time::Timespec {

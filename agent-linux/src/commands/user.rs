@@ -10,28 +10,28 @@ use super::run::{find_program, run_command};
 use super::{Error, Out, SystemPaths};
 
 /// `guest-set-user-password {username, password, crypted}`.
-pub fn set_user_password<'a>(args: Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
+pub fn set_user_password<'a>(args: &Args<'a>, sys: &SystemPaths) -> CmdResult<'a> {
     let username = args.str("username")?;
     let password = args.str("password")?;
     let crypted = args.bool("crypted")?;
-    args.reject_unknown(&["username", "password", "crypted"])?;
+    args.finish()?;
     let mut raw = decode_base64(&text(&password))?;
     // qemu-ga treats the password as a C string.
     if let Some(nul) = raw.iter().position(|&b| b == 0) {
         raw.truncate(nul);
     }
     if raw.contains(&b'\n') {
-        return Err(Error::msg("forbidden characters in raw password"));
+        return Err(Error::msg("forbidden characters in raw password").into());
     }
     let username = text(&username);
     if username.contains(['\n', ':']) {
-        return Err(Error::msg("forbidden characters in username"));
+        return Err(Error::msg("forbidden characters in username").into());
     }
     let mut input = format!("{username}:").into_bytes();
     input.extend_from_slice(&raw);
     input.push(b'\n');
     let Some(program) = find_program(&sys.chpasswd) else {
-        return Err(Error::msg("cannot find 'passwd' program in PATH"));
+        return Err(Error::msg("cannot find 'passwd' program in PATH").into());
     };
     let args: &[&str] = if crypted { &["-e"] } else { &[] };
     run_command(program.as_os_str(), args, Some(&input), "set user password")?;

@@ -1,5 +1,6 @@
-//! Lexer/framer and whole-agent throughput on (a) a stream of small
-//! `guest-ping` requests and (b) one request with a 1 MiB base64 string.
+//! Whole-core throughput (lexer, framer, parser and dispatch in their one
+//! pass) on (a) a stream of small `guest-ping` requests and (b) one
+//! request with a 1 MiB base64 string.
 //! Run with `cargo bench -p agent-core`; divan prints time and MB/s.
 #![allow(
     missing_docs,
@@ -8,7 +9,6 @@
     clippy::arithmetic_side_effects
 )]
 
-use agent_core::framer::{Frame, Framer};
 use agent_core::{Agent, CoreCommands, Policy};
 use divan::counter::BytesCount;
 use divan::Bencher;
@@ -38,37 +38,6 @@ fn big_string_request() -> Vec<u8> {
     out.extend_from_slice(&payload);
     out.extend_from_slice(br#""}}"#);
     out
-}
-
-/// Frame every value of `input`, returning how many there were.
-fn frame_all(framer: &mut Framer<Vec<u8>>, mut input: &[u8]) -> usize {
-    let mut frames = 0;
-    while !input.is_empty() {
-        let (used, frame) = framer.push(input);
-        if let Some(Frame::Value(v)) = frame {
-            frames += divan::black_box(v).len().min(1);
-        }
-        input = &input[used..];
-    }
-    frames
-}
-
-#[divan::bench]
-fn framer_ping_stream(bencher: Bencher) {
-    let input = ping_stream();
-    let mut framer = Framer::new(vec![0u8; 64 << 10]);
-    bencher
-        .counter(BytesCount::of_slice(&input))
-        .bench_local(|| frame_all(&mut framer, &input));
-}
-
-#[divan::bench]
-fn framer_1mib_string(bencher: Bencher) {
-    let input = big_string_request();
-    let mut framer = Framer::new(vec![0u8; 2 << 20]);
-    bencher
-        .counter(BytesCount::of_slice(&input))
-        .bench_local(|| frame_all(&mut framer, &input));
 }
 
 #[divan::bench]
