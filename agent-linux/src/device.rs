@@ -103,7 +103,10 @@ pub fn open(path: &str, kind: Kind) -> io::Result<File> {
         // Raw mode, 38400 baud, VMIN=1 VTIME=0, pending input dropped.
         let mut tio = termios::tcgetattr(&file)?;
         tio.make_raw();
-        tio.set_speed(termios::speed::B38400)?;
+        // cfsetspeed(3) as glibc and musl do it: CBAUD only, CIBAUD left
+        // as it is (normally 0: input at the output speed). rustix's
+        // `set_speed` would set CIBAUD too.
+        tio.set_output_speed(termios::speed::B38400)?;
         tio.special_codes[SpecialCodeIndex::VMIN] = 1;
         tio.special_codes[SpecialCodeIndex::VTIME] = 0;
         termios::tcsetattr(&file, OptionalActions::Now, &tio)?;
