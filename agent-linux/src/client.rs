@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use agent_core::client::{Client, Event, Outcome, SyncMode};
 use agent_core::json::{Value, ValueKind};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, VsockAddr};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::net::{connect, socket_with, AddressFamily, SocketFlags, SocketType};
 
 use crate::cli::{ClientArgs, ClientTarget};
+use crate::vsock::VsockAddr;
 
 /// Commands that answer nothing on success.
 const SILENT_ON_SUCCESS: [&str; 4] = [
@@ -43,19 +44,16 @@ impl Stream {
                 })
             }
             ClientTarget::Vsock { cid, port } => {
-                let fd = socket::socket(
-                    AddressFamily::Vsock,
-                    SockType::Stream,
-                    SockFlag::SOCK_CLOEXEC,
+                let fd = socket_with(
+                    AddressFamily::VSOCK,
+                    SocketType::STREAM,
+                    SocketFlags::CLOEXEC,
                     None,
                 )?;
-                socket::connect(
-                    std::os::fd::AsRawFd::as_raw_fd(&fd),
-                    &VsockAddr::new(*cid, *port),
-                )
-                .map_err(|e| {
+                connect(&fd, &VsockAddr::new(*cid, *port)).map_err(|e| {
+                    let e = io::Error::from(e);
                     io::Error::new(
-                        io::Error::from(e).kind(),
+                        e.kind(),
                         format!("cannot connect to vsock {cid}:{port}: {e}"),
                     )
                 })?;
@@ -82,9 +80,10 @@ impl Stream {
     /// time-out.
     fn recv(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<Option<usize>> {
         let left = deadline.saturating_duration_since(Instant::now());
-        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(self.fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, timeout)? == 0 {
+        // A deadline too far to express waits without a time-out.
+        let timeout = Timespec::try_from(left).ok();
+        let mut fds = [PollFd::from_borrowed_fd(self.fd(), PollFlags::IN)];
+        if poll(&mut fds, timeout.as_ref())? == 0 {
             return Ok(None);
         }
         let n = match self {

@@ -40,16 +40,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use agent_core::{Agent, Commands};
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::OFlags;
+use rustix::termios::{self, OptionalActions, QueueSelector, SpecialCodeIndex};
+
 use crate::port::{batch_buffer, Batched};
-use nix::fcntl::OFlag;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::termios::{self, BaudRate, FlushArg, SetArg, SpecialCharacterIndices};
 
 /// Shortest and longest sleep while the host side is closed.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -59,12 +60,23 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest the agent waits for input without looking at the port
 /// itself: no wait is unbounded, whatever the driver or QEMU do (one
 /// wake-up every 5 s while a host client is connected and silent).
-const IDLE_RECHECK_MS: u16 = 5000;
+const IDLE_RECHECK: Timespec = Timespec {
+    tv_sec: 5,
+    tv_nsec: 0,
+};
 /// On a virtio port with host events, the longest the agent waits with a
 /// host connected without re-reading the port: a safety net only (one
 /// wake-up a minute while a host is connected and silent; none while the
 /// host is away).
-const EVENTS_RECHECK_MS: u16 = 60_000;
+const EVENTS_RECHECK: Timespec = Timespec {
+    tv_sec: 60,
+    tv_nsec: 0,
+};
+/// A time-out of zero: `poll` returns at once.
+const IMMEDIATELY: Timespec = Timespec {
+    tv_sec: 0,
+    tv_nsec: 0,
+};
 
 /// Which kind of device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,25 +89,28 @@ pub enum Kind {
 
 /// Open the device as qemu-ga does.
 pub fn open(path: &str, kind: Kind) -> io::Result<File> {
-    let mut flags = OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let mut flags = OFlags::NONBLOCK | OFlags::CLOEXEC;
     if kind == Kind::Serial {
-        flags |= OFlag::O_NOCTTY;
+        flags |= OFlags::NOCTTY;
     }
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(flags.bits())
+        .custom_flags(flags.bits() as i32)
         .open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("error opening channel '{path}': {e}")))?;
     if kind == Kind::Serial {
         // Raw mode, 38400 baud, VMIN=1 VTIME=0, pending input dropped.
-        let mut tio = termios::tcgetattr(&file).map_err(io::Error::from)?;
-        termios::cfmakeraw(&mut tio);
-        termios::cfsetspeed(&mut tio, BaudRate::B38400).map_err(io::Error::from)?;
-        tio.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
-        tio.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
-        termios::tcsetattr(&file, SetArg::TCSANOW, &tio).map_err(io::Error::from)?;
-        termios::tcflush(&file, FlushArg::TCIFLUSH).map_err(io::Error::from)?;
+        let mut tio = termios::tcgetattr(&file)?;
+        tio.make_raw();
+        // cfsetspeed(3) as glibc and musl do it: CBAUD only, CIBAUD left
+        // as it is (normally 0: input at the output speed). rustix's
+        // `set_speed` would set CIBAUD too.
+        tio.set_output_speed(termios::speed::B38400)?;
+        tio.special_codes[SpecialCodeIndex::VMIN] = 1;
+        tio.special_codes[SpecialCodeIndex::VTIME] = 0;
+        termios::tcsetattr(&file, OptionalActions::Now, &tio)?;
+        termios::tcflush(&file, QueueSelector::IFlush)?;
     }
     Ok(file)
 }
@@ -173,18 +188,20 @@ fn serve_events<C: Commands>(
         }
         if host_present {
             let mut fds = [
-                PollFd::new(file.as_fd(), PollFlags::POLLIN),
-                PollFd::new(events.fd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(&file, PollFlags::IN),
+                PollFd::new(&events.fd, PollFlags::IN),
             ];
-            poll(&mut fds, PollTimeout::from(EVENTS_RECHECK_MS))?;
-            let revents = fds[0].revents().unwrap_or(PollFlags::empty());
-            if revents.intersects(PollFlags::POLLERR | PollFlags::POLLNVAL) {
+            poll(&mut fds, Some(&EVENTS_RECHECK))?;
+            if fds[0]
+                .revents()
+                .intersects(PollFlags::ERR | PollFlags::NVAL)
+            {
                 return Err(io::Error::other("error reading channel"));
             }
         } else {
             // POLLHUP would end a poll on the port at once: wait for the
             // driver's signal only, without a time-out.
-            events.wait(PollTimeout::NONE)?;
+            events.wait(None)?;
         }
     }
 }
@@ -198,11 +215,11 @@ fn serve_polling<C: Commands>(agent: &mut Agent<'_, Vec<u8>, C>, mut file: File)
     let mut host_present = true;
     loop {
         let revents = {
-            let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
-            poll(&mut fds, PollTimeout::from(IDLE_RECHECK_MS))?;
-            fds[0].revents().unwrap_or(PollFlags::empty())
+            let mut fds = [PollFd::new(&file, PollFlags::IN)];
+            poll(&mut fds, Some(&IDLE_RECHECK))?;
+            fds[0].revents()
         };
-        if revents.intersects(PollFlags::POLLERR | PollFlags::POLLNVAL) {
+        if revents.intersects(PollFlags::ERR | PollFlags::NVAL) {
             return Err(io::Error::other("error reading channel"));
         }
         match file.read(&mut buf) {
@@ -239,7 +256,7 @@ fn serve_polling<C: Commands>(agent: &mut Agent<'_, Vec<u8>, C>, mut file: File)
                 if e.kind() == io::ErrorKind::WouldBlock
                     || e.kind() == io::ErrorKind::Interrupted =>
             {
-                if revents.contains(PollFlags::POLLHUP) {
+                if revents.contains(PollFlags::HUP) {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
@@ -314,21 +331,21 @@ impl HostEvents {
         let mut infos = [0u8; 128 * 16];
         let mut n = 0;
         loop {
-            match nix::unistd::read(&self.fd, &mut infos) {
+            match rustix::io::read(&self.fd, &mut infos) {
                 Ok(0) => return Ok(n),
                 Ok(bytes) => n += bytes / 128,
-                Err(nix::errno::Errno::EAGAIN) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => {}
+                Err(rustix::io::Errno::AGAIN) => return Ok(n),
+                Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
-    /// Sleep until an event is queued (or `timeout`).
-    fn wait(&self, timeout: PollTimeout) -> io::Result<()> {
-        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+    /// Sleep until an event is queued (or `timeout`; `None`: none).
+    fn wait(&self, timeout: Option<&Timespec>) -> io::Result<()> {
+        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
         match poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -360,14 +377,10 @@ impl Write for Port<'_> {
                             "host did not take the reply within 10 s",
                         ));
                     }
-                    let timeout = PollTimeout::try_from(left.min(Duration::from_secs(1)))
-                        .unwrap_or(PollTimeout::MAX);
-                    let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLOUT)];
-                    poll(&mut fds, timeout)?;
-                    if fds[0]
-                        .revents()
-                        .is_some_and(|r| r.contains(PollFlags::POLLHUP))
-                    {
+                    let timeout = Timespec::try_from(left.min(Duration::from_secs(1))).ok();
+                    let mut fds = [PollFd::new(&*self.file, PollFlags::OUT)];
+                    poll(&mut fds, timeout.as_ref())?;
+                    if fds[0].revents().contains(PollFlags::HUP) {
                         // The host side is closed: keep the rest of the
                         // reply for the next host client (which skips it
                         // by the sentinel), as qemu-ga does, and wait for
@@ -378,16 +391,11 @@ impl Write for Port<'_> {
                                 events.drain()?;
                                 // The host may have come back before the
                                 // drain: look again, then sleep.
-                                let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLOUT)];
-                                poll(&mut fds, PollTimeout::ZERO)?;
-                                if fds[0]
-                                    .revents()
-                                    .is_some_and(|r| r.contains(PollFlags::POLLHUP))
-                                {
+                                let mut fds = [PollFd::new(&*self.file, PollFlags::OUT)];
+                                poll(&mut fds, Some(&IMMEDIATELY))?;
+                                if fds[0].revents().contains(PollFlags::HUP) {
                                     let left = deadline.saturating_duration_since(Instant::now());
-                                    events.wait(
-                                        PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-                                    )?;
+                                    events.wait(Timespec::try_from(left).ok().as_ref())?;
                                 }
                             }
                             None => {

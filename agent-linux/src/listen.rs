@@ -7,9 +7,11 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 
 use agent_core::{Agent, Commands};
-use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, VsockAddr};
+use rustix::net::{accept_with, bind, listen, socket_with};
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use crate::port::{batch_buffer, Batched};
+use crate::vsock::VsockAddr;
 
 /// Serve a unix socket at `path` until an accept error.
 pub fn serve_unix<C: Commands>(agent: &mut Agent<'_, Vec<u8>, C>, path: &str) -> io::Result<()> {
@@ -33,31 +35,21 @@ pub fn serve_vsock<C: Commands>(agent: &mut Agent<'_, Vec<u8>, C>, path: &str) -
             format!("invalid vsock address '{path}' (want <cid>:<port>)"),
         )
     })?;
-    let listener = socket::socket(
-        AddressFamily::Vsock,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
+    let opening = |e: rustix::io::Errno| {
+        let e = io::Error::from(e);
+        io::Error::new(e.kind(), format!("error opening path '{path}': {e}"))
+    };
+    let listener = socket_with(
+        AddressFamily::VSOCK,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
         None,
     )
-    .map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!("error opening path '{path}': {e}"),
-        )
-    })?;
-    socket::bind(
-        std::os::fd::AsRawFd::as_raw_fd(&listener),
-        &VsockAddr::new(cid, port),
-    )
-    .map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!("error opening path '{path}': {e}"),
-        )
-    })?;
-    socket::listen(&listener, Backlog::new(1).map_err(io::Error::from)?)?;
+    .map_err(opening)?;
+    bind(&listener, &VsockAddr::new(cid, port)).map_err(opening)?;
+    listen(&listener, 1)?;
     loop {
-        let stream = File::from(socket::accept4(&listener, SockFlag::SOCK_CLOEXEC)?);
+        let stream = File::from(accept_with(&listener, SocketFlags::CLOEXEC)?);
         serve_client(agent, stream);
     }
 }

@@ -10,6 +10,8 @@ mod listen;
 mod logger;
 mod pidfile;
 mod port;
+mod signals;
+mod vsock;
 
 use std::io;
 use std::path::PathBuf;
@@ -20,7 +22,6 @@ use std::time::Duration;
 use agent_core::{Agent, Commands, Policy};
 use agent_linux::commands::freeze::{Freezer, Transition};
 use agent_linux::commands::{CommandsConfig, LinuxCommands};
-use nix::sys::signal::{SigHandler, SigSet, Signal};
 
 use crate::cli::{AgentArgs, Invocation};
 use crate::config::{Config, Method};
@@ -71,7 +72,9 @@ fn agent(args: &AgentArgs) -> Result<(), String> {
         .channel_path()
         .map_err(|e| e.to_string())?
         .to_string();
-    default_sigchld();
+    // Children are waited for (guest-exec, helpers): a SIGCHLD ignored by
+    // whoever started us would make every wait fail with ECHILD.
+    signals::default_sigchld();
 
     let mut commands = CommandsConfig::new(config.statedir.clone(), config.fsfreeze_hook.clone());
     if let Some(secs) = config.fsfreeze_hook_timeout {
@@ -87,8 +90,8 @@ fn agent(args: &AgentArgs) -> Result<(), String> {
     }
     logger::init(config.logfile.as_deref(), config.verbose, frozen).map_err(|e| e.to_string())?;
     if config.daemon {
-        nix::unistd::daemon(false, false).map_err(|e| format!("failed to daemonize: {e}"))?;
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+        signals::daemonize().map_err(|e| format!("failed to daemonize: {e}"))?;
+        rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     }
     let pidfile = Arc::new(Mutex::new(PidFileState::None));
     if config.daemon {
@@ -172,13 +175,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Children are waited for (guest-exec, helpers): a SIGCHLD ignored by
-/// whoever started us would make every wait fail with ECHILD.
-fn default_sigchld() {
-    // SAFETY: installing SIG_DFL runs no handler code of ours.
-    let _ = unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) };
-}
-
 /// A panic anywhere thaws first (the release build aborts after the hook),
 /// so a bug cannot leave the guest frozen.
 fn thaw_on_panic(freezer: Arc<Freezer>) {
@@ -194,15 +190,11 @@ fn thaw_on_panic(freezer: Arc<Freezer>) {
 /// remove the pid file. The signals are blocked here and taken by a
 /// thread.
 fn exit_on_signals(pidfile: Arc<Mutex<PidFileState>>, freezer: Arc<Freezer>) {
-    let mut set = SigSet::empty();
-    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        set.add(signal);
-    }
-    if set.thread_block().is_err() {
+    let Some(signals) = signals::ExitSignals::block() else {
         return;
-    }
+    };
     std::thread::spawn(move || {
-        if let Ok(signal) = set.wait() {
+        if let Some(signal) = signals.wait() {
             freezer.thaw_for_exit(&format!("received {signal}"));
             log::debug!("received {signal}, exiting");
             *lock(&pidfile) = PidFileState::None;

@@ -6,11 +6,14 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use rustix::fs::{flock, FlockOperation};
 
 /// A held pid file.
 pub struct PidFile {
-    _lock: Flock<File>,
+    /// The locked file; unlocked explicitly when dropped, so the lock is
+    /// not held on by a copy of the descriptor in a child between its
+    /// fork and exec.
+    file: File,
     path: PathBuf,
 }
 
@@ -26,13 +29,20 @@ impl PidFile {
             .mode(0o600)
             .open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("Cannot open pid file, {e}")))?;
-        let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| io::Error::other(format!("Cannot lock pid file, {e}")))?;
-        lock.set_len(0)?;
-        writeln!(lock, "{}", std::process::id())?;
-        lock.flush()?;
+        flock(&file, FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+            io::Error::other(format!("Cannot lock pid file, {}", io::Error::from(e)))
+        })?;
+        let write = |mut file: &File| {
+            file.set_len(0)?;
+            writeln!(file, "{}", std::process::id())?;
+            file.flush()
+        };
+        if let Err(e) = write(&file) {
+            let _ = flock(&file, FlockOperation::Unlock);
+            return Err(e);
+        }
         Ok(PidFile {
-            _lock: lock,
+            file,
             path: path.to_path_buf(),
         })
     }
@@ -46,6 +56,7 @@ impl PidFile {
 impl Drop for PidFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        let _ = flock(&self.file, FlockOperation::Unlock);
     }
 }
 

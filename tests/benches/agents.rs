@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rustix::thread::{sched_setaffinity, CpuSet};
+
 const PING: &[u8] = b"{\"execute\":\"guest-ping\"}\n";
 const PONG: &[u8] = b"{\"return\": {}}\n";
 
@@ -361,17 +363,19 @@ fn pin_to_cpu0() {
 }
 
 fn pin_to(cpu: usize) {
-    let mut set = nix::sched::CpuSet::new();
-    let _ = set.set(cpu);
-    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    let mut set = CpuSet::new();
+    if cpu < CpuSet::MAX_CPU {
+        set.set(cpu);
+    }
+    let _ = sched_setaffinity(None, &set);
 }
 
 fn unpin() {
-    let mut set = nix::sched::CpuSet::new();
-    for cpu in 0..cpus() {
-        let _ = set.set(cpu);
+    let mut set = CpuSet::new();
+    for cpu in 0..cpus().min(CpuSet::MAX_CPU) {
+        set.set(cpu);
     }
-    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    let _ = sched_setaffinity(None, &set);
 }
 
 /// CPU time of all of `pid`'s threads, in seconds: the nanosecond

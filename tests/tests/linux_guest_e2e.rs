@@ -9,10 +9,11 @@
 //! stale-input scenarios of a transport without connection semantics
 //! (PROTOCOL.md §1, §4): (a) a half-sent request left by an earlier client,
 //! (b) an unread reply left by an earlier client. Ours is also checked for
-//! (c) many host reconnects and an idle CPU while no host is connected, and
-//! (d) `guest-shutdown` ending QEMU with status 0. qemu-ga, the reference,
-//! gets the same (a), (b), handshake and commands; its CPU figure with the
-//! host away is recorded (it wakes every 100 ms) but not asserted on.
+//! (c) many host reconnects (no fd leaked, peak RSS bounded), and (d)
+//! `guest-shutdown` ending QEMU with status 0. qemu-ga, the reference,
+//! gets the same (a), (b), handshake and commands. Both agents' CPU time
+//! and wake-ups with the host away are printed, never asserted (qemu-ga
+//! wakes every 100 ms).
 //! Both get (e) a libvirt-style plain guest-sync after a killed client's
 //! half request (answered by ours: asserted; by qemu-ga: printed), (f) a
 //! close and immediate reopen after half a request, cut inside a string or
@@ -652,17 +653,9 @@ fn linux_guest_e2e_guest_agent() {
         after.hwm_kib < before.hwm_kib + 512,
         "peak RSS grew over {CYCLES} cycles: {before:?} -> {after:?}"
     );
-    assert!(idle.seconds >= 10.0, "{idle:?}");
-    // Waiting on the driver's signal: none expected (qemu-ga makes ~600 a
-    // minute); the bound only catches a return to polling.
-    assert!(
-        idle.wakeups <= 30,
-        "too many wake-ups with the host away: {idle:?}"
-    );
-    assert!(
-        idle.cpu_ms < 50.0 && idle.ticks <= 3,
-        "CPU with the host away: {idle:?}"
-    );
+    // Waiting on the driver's signal, ours should show no wake-ups with
+    // the host away (qemu-ga makes ~600 a minute): printed above, never
+    // asserted (figures are for benchmarks; tests assert behaviour).
 }
 
 #[test]

@@ -2,15 +2,17 @@
 //! loop, and the reset byte recovering a poisoned parser (a serial line has
 //! no connection semantics, so nothing else can).
 
-use std::fs::File;
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::pty::openpty;
-use nix::sys::termios::{tcgetattr, LocalFlags};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+use rustix::termios::{tcgetattr, ControlModes, InputModes, LocalModes, OutputModes};
 
 struct Guard(Child);
 
@@ -27,8 +29,12 @@ fn read_until(master: &mut File, want: usize, wait: Duration) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     while out.len() < want && Instant::now() < deadline {
-        let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, PollTimeout::from(100u16)).unwrap() == 0 {
+        let mut fds = [PollFd::new(&*master, PollFlags::IN)];
+        let tick = Timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        if poll(&mut fds, Some(&tick)).unwrap() == 0 {
             continue;
         }
         let n = master.read(&mut buf).unwrap();
@@ -39,25 +45,31 @@ fn read_until(master: &mut File, want: usize, wait: Duration) -> Vec<u8> {
 
 #[test]
 fn isa_serial_on_a_pty() {
-    let pty = openpty(None, None).unwrap();
-    let slave_name = std::fs::read_link(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&pty.slave)
-    ))
-    .unwrap();
+    // openpty(3): the master, and the slave held open here too.
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let slave_name = ptsname(&master, Vec::new()).unwrap();
+    let slave_name = OsStr::from_bytes(slave_name.as_bytes());
+    let slave = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
+        .open(slave_name)
+        .unwrap();
     let child = Command::new(tests::guest_agent_bin())
         .args(["-m", "isa-serial", "-p"])
-        .arg(&slave_name)
+        .arg(slave_name)
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
     let _guard = Guard(child);
     // Wait until the agent has put the line in raw mode (no echo).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tcgetattr(&pty.slave)
+    while tcgetattr(&slave)
         .unwrap()
-        .local_flags
-        .contains(LocalFlags::ECHO)
+        .local_modes
+        .contains(LocalModes::ECHO)
     {
         assert!(
             Instant::now() < deadline,
@@ -65,7 +77,17 @@ fn isa_serial_on_a_pty() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let mut master = File::from(pty.master);
+    // The rest of cfmakeraw(3) (a new pty has all of these on), at
+    // 38400 baud both ways.
+    let tio = tcgetattr(&slave).unwrap();
+    let cooked = LocalModes::ICANON | LocalModes::ISIG | LocalModes::IEXTEN;
+    assert!(!tio.local_modes.intersects(cooked), "{tio:?}");
+    assert!(!tio.output_modes.contains(OutputModes::OPOST), "{tio:?}");
+    let translated = InputModes::ICRNL | InputModes::IXON;
+    assert!(!tio.input_modes.intersects(translated), "{tio:?}");
+    assert!(tio.control_modes.contains(ControlModes::CS8), "{tio:?}");
+    assert_eq!((tio.input_speed(), tio.output_speed()), (38400, 38400));
+    let mut master = File::from(master);
     // A previous user left half a request; the next plain request is
     // swallowed into it and answered with errors only ...
     master.write_all(br#"{"execute":"guest-pi"#).unwrap();
