@@ -232,6 +232,8 @@
 pub mod console;
 pub mod control;
 mod dma;
+#[cfg(test)]
+mod fake_device;
 pub mod guest;
 pub mod ports;
 pub mod tx;
