@@ -40,7 +40,10 @@
 //!   pending bit does this by itself. On riscv64 `wfi` with the
 //!   interrupt enabled in `sie` wakes even with `sstatus.SIE` off (no
 //!   trap handler needed); the platform claims and completes the PLIC's
-//!   interrupt before it sleeps again. On x86_64 `sti; hlt` (the `sti`
+//!   interrupt, and returns at once if there was one (it may have come
+//!   after the serve loop looked for work; QEMU's PLIC does not raise a
+//!   source again at completion while its line is still high), and
+//!   only sleeps when there was none. On x86_64 `sti; hlt` (the `sti`
 //!   shadow makes the pair atomic, so an interrupt raised before it is
 //!   taken after it and ends the `hlt`), then `cli`, with a handler
 //!   that stops the interrupt from recurring: with MSI-X (edge) an EOI

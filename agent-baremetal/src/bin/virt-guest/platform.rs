@@ -16,8 +16,9 @@
 //! Interrupts are never taken: `sstatus.SIE` stays off, and `wfi` wakes
 //! on any interrupt enabled in `sie` (the external one, for the PLIC, and
 //! the timer, for deadlines) whether or not it is taken. So there is no
-//! trap vector; after waking, the guest claims and completes the PLIC's
-//! interrupt itself before it sleeps again.
+//! trap vector; before it sleeps, the guest claims and completes the
+//! PLIC's interrupt itself, and if there was one it does not sleep: the
+//! caller looks for work first.
 
 use core::cell::Cell;
 use core::ptr::NonNull;
@@ -223,13 +224,19 @@ impl Platform for Virt {
     }
 
     fn wait_for_interrupt(&self, deadline_us: Option<u64>) {
-        // Complete what woke us last time: the PLIC forwards a source's
-        // next interrupt only after completion. One claim, not a loop: a
-        // line still high (work that arrived since the device was
-        // acknowledged) is pending again at once, and `wfi` returns.
+        // An interrupt pending now was raised after the caller last
+        // acknowledged the device, maybe after it last looked for work:
+        // claim it, complete it (the PLIC forwards a source's next
+        // interrupt only after completion) and return at once, so the
+        // caller looks again. Sleeping after the claim would lose it:
+        // QEMU 7.2's PLIC sets a source pending only when the device
+        // raises its line, not again at completion while the line is
+        // still high, and the device raises it no more until the guest
+        // acts (seen as a guest asleep in `wfi` with input waiting).
         let irq = mmio_read32(Self::CLAIM);
         if irq != 0 {
             mmio_write32(Self::CLAIM, irq);
+            return;
         }
         match deadline_us {
             Some(deadline) => {
