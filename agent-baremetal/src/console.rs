@@ -87,6 +87,9 @@ const RX_SLOTS: usize = 2;
 /// Bytes per transmit slot: what [`Port`]'s `write` buffers before it
 /// sends a slot.
 pub const TX_BUFFER_LEN: usize = PAGE_SIZE / TX_SLOTS;
+/// The most input the open port buffers (its receive slots): what
+/// [`VirtioConsole::reset`] may hand back.
+pub const RECEIVE_BUFFER_LEN: usize = PAGE_SIZE;
 /// Host events kept for [`Port::poll_event`] before older ones are
 /// folded.
 const EVENT_CAPACITY: usize = 8;
@@ -284,10 +287,58 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
     /// Initialise the device: negotiate MULTIPORT, set up the queues, start
     /// the device and send DEVICE_READY (then [`poll`](Self::poll) until
     /// the ports you need are named).
-    pub fn new(mut transport: T) -> Result<Self, ConsoleError> {
+    pub fn new(transport: T) -> Result<Self, ConsoleError> {
         if transport.device_type() != DeviceType::Console {
             return Err(ConsoleError::NotAConsole);
         }
+        let mut console = VirtioConsole {
+            transport,
+            control: None,
+            queues: [const { None }; PORTS],
+            table: PortTable::new(),
+            open: None,
+        };
+        // On failure, dropping the console unsets what was set up.
+        console.start()?;
+        Ok(console)
+    }
+
+    /// Reset the device and set it up again, as [`new`](Self::new) does:
+    /// the device forgets every buffer it held, so transmit slots it kept
+    /// for good ([`ConsoleError::TransmitSlotsLost`]) are the driver's
+    /// again. Every port is closed and the port table starts afresh: run
+    /// [`poll`](Self::poll) until the ports are named again, then open
+    /// one. A host client stays connected through the reset (QEMU tells
+    /// the driver again).
+    ///
+    /// Input the device had delivered to the open port and the caller
+    /// had not read yet is copied into `unread` (as much as fits; at most
+    /// [`RECEIVE_BUFFER_LEN`] bytes are ever buffered): the count is
+    /// returned, and those bytes come before anything read after the
+    /// reset. Output not yet taken by the device is lost.
+    pub fn reset(&mut self, unread: &mut [u8]) -> Result<usize, ConsoleError> {
+        self.stop();
+        // The device is stopped: what it delivered is in the used ring.
+        let mut kept = 0;
+        if self.open.is_some() {
+            self.receive_data()?;
+            if let Some(open) = self.open.as_mut() {
+                kept = open.rx.drain_into(unread);
+            }
+        }
+        // The device no longer uses any queue: their pages can go.
+        self.open = None;
+        self.control = None;
+        self.queues = [const { None }; PORTS];
+        self.table = PortTable::new();
+        self.start()?;
+        Ok(kept)
+    }
+
+    /// Negotiate MULTIPORT, set up the queues, start the device and send
+    /// DEVICE_READY (on a device that `begin_init` resets first).
+    fn start(&mut self) -> Result<(), ConsoleError> {
+        let transport = &mut self.transport;
         let features = transport.begin_init(Features::all());
         let multiport = features.contains(Features::MULTIPORT);
         let device_ports = if multiport {
@@ -298,54 +349,52 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
         let ports = usize::try_from(device_ports)
             .unwrap_or(usize::MAX)
             .min(PORTS);
-        let mut queues = [const { None }; PORTS];
-        for (id, slot) in (0u32..).zip(queues.iter_mut().take(ports)) {
-            let mut tx = VirtQueue::new(&mut transport, tx_queue(id), false, false)?;
+        for (id, slot) in (0u32..).zip(self.queues.iter_mut().take(ports)) {
+            let mut tx = VirtQueue::new(transport, tx_queue(id), false, false)?;
             // Completions are reaped when the driver next writes; it asks
             // for their interrupts only while it waits for one.
             tx.set_dev_notify(false);
             *slot = Some(Queues {
-                rx: VirtQueue::new(&mut transport, rx_queue(id), false, false)?,
+                rx: VirtQueue::new(transport, rx_queue(id), false, false)?,
                 tx,
             });
         }
-        let control = if multiport {
-            let mut tx = VirtQueue::new(&mut transport, CONTROL_TX, false, false)?;
+        if multiport {
+            let mut tx = VirtQueue::new(transport, CONTROL_TX, false, false)?;
             // Control messages are sent and awaited at once.
             tx.set_dev_notify(false);
-            Some(Control {
-                rx: VirtQueue::new(&mut transport, CONTROL_RX, false, false)?,
+            let control = self.control.insert(Control {
+                rx: VirtQueue::new(transport, CONTROL_RX, false, false)?,
                 tx,
                 rx_page: DmaPage::new(BufferDirection::DeviceToDriver)?,
                 rx_tokens: [None; CONTROL_SLOTS],
                 outbox: Deque::new(),
-            })
-        } else {
-            None
-        };
-        let mut console = VirtioConsole {
-            transport,
-            control,
-            queues,
-            table: if multiport {
-                PortTable::new()
-            } else {
-                PortTable::single_port()
-            },
-            open: None,
-        };
-        if let Some(control) = console.control.as_mut() {
+            });
             for slot in 0..CONTROL_SLOTS {
                 control.post(slot)?;
             }
+        } else {
+            self.table = PortTable::single_port();
         }
-        console.transport.finish_init();
-        if console.control.is_some() {
-            console.transport.notify(CONTROL_RX);
-            console.send_control(ControlMessage::new(0, ControlEvent::DeviceReady, 1))?;
-            console.poll()?;
+        self.transport.finish_init();
+        if self.control.is_some() {
+            self.transport.notify(CONTROL_RX);
+            self.send_control(ControlMessage::new(0, ControlEvent::DeviceReady, 1))?;
+            self.poll()?;
         }
-        Ok(console)
+        Ok(())
+    }
+
+    /// Reset the device and make it forget every queue (before the DMA
+    /// pages go).
+    fn stop(&mut self) {
+        self.transport.set_status(Default::default());
+        for id in (0u32..).take(PORTS) {
+            self.transport.queue_unset(rx_queue(id));
+            self.transport.queue_unset(tx_queue(id));
+        }
+        self.transport.queue_unset(CONTROL_RX);
+        self.transport.queue_unset(CONTROL_TX);
     }
 
     /// Read and acknowledge the device's interrupt status: call it before
@@ -752,16 +801,7 @@ impl<H: Hal, T: Transport, const PORTS: usize> VirtioConsole<H, T, PORTS> {
 
 impl<H: Hal, T: Transport, const PORTS: usize> Drop for VirtioConsole<H, T, PORTS> {
     fn drop(&mut self) {
-        // Make the device forget every queue before the DMA pages go.
-        self.transport.set_status(Default::default());
-        for id in (0u32..).take(PORTS) {
-            self.transport.queue_unset(rx_queue(id));
-            self.transport.queue_unset(tx_queue(id));
-        }
-        if self.control.is_some() {
-            self.transport.queue_unset(CONTROL_RX);
-            self.transport.queue_unset(CONTROL_TX);
-        }
+        self.stop();
     }
 }
 
@@ -860,6 +900,23 @@ impl<H: Hal> Rx<H> {
         self.tokens[self.head].is_none()
             && self.filled[self.head] > 0
             && self.cursor >= self.filled[self.head]
+    }
+
+    /// Copy every unread byte, slot after slot, into `buf` (as much as
+    /// fits) without lending any slot again: for a device that is being
+    /// reset.
+    fn drain_into(&mut self, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        for _ in 0..RX_SLOTS {
+            n += self.copy_out(buf.get_mut(n..).unwrap_or(&mut []));
+            if !self.head_consumed() {
+                break;
+            }
+            self.filled[self.head] = 0;
+            self.head = (self.head + 1) % RX_SLOTS;
+            self.cursor = 0;
+        }
+        n
     }
 
     /// Copy unread bytes of the head slot into `buf`.
@@ -1219,6 +1276,53 @@ mod tests {
             assert_eq!(port.abandoned_tx_buffers(), lost, "returned: {returned}");
             assert!(!port.is_host_connected());
         }
+    }
+
+    /// Clients that leave while the device holds a reply back cost a
+    /// transmit slot each for good (QEMU 7.2 detaches the buffer it was
+    /// writing): once all are gone, writes fail with TransmitSlotsLost;
+    /// a reset gives them back and the port serves again.
+    #[test]
+    fn reset_recovers_slots_the_device_kept() {
+        let (device, mut console, id) = console();
+        device.borrow_mut().ports[id as usize].reading = false;
+        let calls = Cell::new(0);
+        let wait = waiter(&calls, 100, |_| {
+            let mut device = device.borrow_mut();
+            if !device.ports[id as usize].held.is_empty() {
+                device.host_disconnect(id);
+                device.host_connect(id);
+            }
+        });
+        let mut port = console.open_with(id, wait).unwrap();
+        for lost in 1..=TX_SLOTS {
+            port.write_all(b"{\"return\": {}}\n").unwrap();
+            port.flush().unwrap();
+            assert_eq!(port.lost_tx_buffers(), lost);
+        }
+        assert_eq!(
+            port.write_all(b"{\"return\": {}}\n"),
+            Err(ConsoleError::TransmitSlotsLost)
+        );
+        drop(port);
+
+        // Input delivered before the reset and not read yet is handed back.
+        device.borrow_mut().host_send(id, b"{\"execute\":");
+        let mut unread = [0u8; RECEIVE_BUFFER_LEN];
+        let kept = console.reset(&mut unread).unwrap();
+        assert_eq!(&unread[..kept], b"{\"execute\":");
+        assert!(console.port().is_none(), "the reset closed the port");
+        console.poll().unwrap();
+        assert_eq!(console.find(AGENT), Some(id));
+        device.borrow_mut().ports[id as usize].reading = true;
+        let mut port = console.open(id).unwrap();
+        assert_eq!(events(&mut port), [PortEvent::HostConnected]);
+        assert_eq!(port.lost_tx_buffers(), 0);
+        port.write_all(b"{\"return\": 1}\n").unwrap();
+        port.flush().unwrap();
+        assert!(device.borrow().ports[id as usize]
+            .received
+            .ends_with(b"{\"return\": 1}\n"));
     }
 
     /// Data a client sent before leaving is read before the event of its

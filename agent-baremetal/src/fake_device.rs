@@ -437,7 +437,14 @@ impl Transport for FakeTransport {
     fn set_status(&mut self, status: DeviceStatus) {
         let mut device = self.0.borrow_mut();
         if status.is_empty() {
+            // A reset: the device forgets its queues and every buffer it
+            // held (their memory is the driver's again).
             device.queues.clear();
+            device.control_out.clear();
+            for port in &mut device.ports {
+                port.held.clear();
+                port.detached.clear();
+            }
         }
         device.status = status;
     }
