@@ -122,7 +122,7 @@
 //!         Some((slot, transport))
 //!     });
 //!     // Up to 4 ports per console (QEMU numbers named ports from 1).
-//!     guest::run::<_, Dma, _, 4>(&machine, transports)
+//!     guest::run::<_, Dma, _, _, 4>(&machine, transports)
 //! }
 //! # fn main() {}
 //! ```
@@ -136,25 +136,30 @@
 //! # fn guest<H: virtio_drivers::Hal, T: virtio_drivers::transport::Transport>(transport: T)
 //! # -> Result<(), agent_baremetal::console::ConsoleError> {
 //! use agent_baremetal::console::{PortEvent, VirtioConsole};
-//! use agent_core::args::Args;
-//! use agent_core::{Agent, CommandInfo, Commands, CoreCommands, Policy, Replied, Reply};
+//! use agent_core::prelude::*;
 //!
-//! /// `guest-get-answer`: 42.
+//! /// agent-core's commands and `guest-get-answer`: 42.
 //! struct Answer;
 //!
+//! impl Answer {
+//!     const COMMANDS: [Command<Self>; 5] = [
+//!         Command::guest_sync_delimited(),
+//!         Command::guest_sync(),
+//!         Command::guest_ping(),
+//!         Command::guest_info(),
+//!         Command::new("guest-get-answer", |_, args, reply| {
+//!             args.finish()?;
+//!             let mut value = reply.ok()?;
+//!             value.i64(42)?;
+//!             Ok(value.finish()?)
+//!         }),
+//!     ];
+//! }
+//!
 //! impl Commands for Answer {
-//!     fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
-//!         [CommandInfo::new("guest-get-answer")].into_iter()
-//!     }
-//!     fn call<W: embedded_io::Write + ?Sized>(
-//!         &mut self, _name: &str, args: Args<'_>, reply: Reply<'_, W>,
-//!     ) -> Result<Replied, W::Error> {
-//!         if let Err(e) = args.reject_unknown(&[]) {
-//!             return reply.error(e.class(), &e);
-//!         }
-//!         let mut value = reply.ok()?;
-//!         value.i64(42)?;
-//!         value.finish()
+//!     type Error = core::convert::Infallible;
+//!     fn commands(&self) -> &[Command<Self>] {
+//!         &Self::COMMANDS
 //!     }
 //! }
 //!
@@ -171,7 +176,7 @@
 //! // this; here: sleep until an interrupt.
 //! let wait = || { /* wfi */ };
 //! let mut port = console.open_with(id, wait)?;
-//! let mut agent = Agent::new([0u8; 4096], (CoreCommands::new(), Answer), Policy::new());
+//! let mut agent = Agent::new([0u8; 4096], Answer, Policy::new());
 //! let mut chunk = [0u8; 512];
 //! loop {
 //!     port.ack_interrupt();

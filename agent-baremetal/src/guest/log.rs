@@ -15,6 +15,14 @@
 pub const LOG_BANNER: &str =
     "qga-rs guest: the log below is defmt frames; decode it with `defmt-print -e IMAGE`\n";
 
+/// Start a guest's log on `write` (e.g. a UART's): [`LOG_BANNER`], then
+/// a zero byte that ends whatever came before (firmware text) as a
+/// malformed frame, so the frames that follow decode.
+pub fn begin(write: fn(&[u8])) {
+    write(LOG_BANNER.as_bytes());
+    write(&[0]);
+}
+
 /// Log at `info` level (defmt syntax); nothing without the `defmt`
 /// feature.
 macro_rules! log_info {

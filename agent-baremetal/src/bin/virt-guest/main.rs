@@ -38,9 +38,9 @@ mod platform;
 
 #[cfg(all(target_arch = "riscv64", target_os = "none"))]
 mod guest {
-    use agent_baremetal::guest::{self, exit, log::LOG_BANNER, Platform};
+    use agent_baremetal::guest::{self, exit, Platform};
 
-    use crate::platform::{self, BumpHal, Virt};
+    use crate::platform::{self, Dma, Virt};
 
     /// Ports per console device (ids 0..PORTS).
     const PORTS: usize = 4;
@@ -50,10 +50,7 @@ mod guest {
     /// Entry from `_start` (a0 = hart id, a1 = device tree).
     #[no_mangle]
     extern "C" fn guest_main(hart: usize, dtb: usize) -> ! {
-        // A text line, then a zero byte that ends whatever came before as
-        // a (malformed) frame: the defmt frames follow.
-        platform::uart_write(LOG_BANNER.as_bytes());
-        platform::uart_write(&[0]);
+        guest::log::begin(platform::uart_write);
         let virt = Virt::new(dtb);
         defmt::info!(
             "virt-guest {=str}: hart {=usize}, dtb {=usize:#x}, boot args {=str:?}",
@@ -62,11 +59,8 @@ mod guest {
             dtb,
             virt.boot_args()
         );
-        let transports = (0..platform::VIRTIO_SLOTS).filter_map(|slot| {
-            let transport = platform::virtio_slot(slot)?;
-            Some((u32::try_from(slot).ok()?, transport))
-        });
-        guest::run::<_, BumpHal, _, PORTS>(&virt, transports)
+        let transports = (0..platform::VIRTIO_SLOTS).filter_map(platform::virtio_slot);
+        guest::run::<_, Dma, _, _, PORTS>(&virt, transports)
     }
 
     #[panic_handler]
