@@ -20,6 +20,7 @@ pub const RSDP_LEN: usize = 36;
 
 /// What is wrong with a table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AcpiError {
     /// The RSDP's signature or checksum is wrong.
     BadRsdp,
@@ -31,8 +32,24 @@ pub enum AcpiError {
     Missing(Signature),
 }
 
+#[cfg(feature = "defmt")]
+impl defmt::Format for AcpiError {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        fn name(s: &Signature) -> &str {
+            core::str::from_utf8(s).unwrap_or("????")
+        }
+        match self {
+            AcpiError::BadRsdp => defmt::write!(f, "bad RSDP"),
+            AcpiError::BadChecksum(s) => defmt::write!(f, "{=str}: bad checksum", name(s)),
+            AcpiError::Truncated(s) => defmt::write!(f, "{=str}: truncated", name(s)),
+            AcpiError::Missing(s) => defmt::write!(f, "{=str}: missing", name(s)),
+        }
+    }
+}
+
 /// The root table the RSDP points to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Root {
     /// ACPI 1.0: 32-bit entries.
     Rsdt(u64),
@@ -134,6 +151,7 @@ pub fn root_entries(table: &[u8], root: Root) -> impl Iterator<Item = u64> + '_ 
 
 /// The address space of a generic address structure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Space {
     /// Memory-mapped.
     Memory,
@@ -143,6 +161,7 @@ pub enum Space {
 
 /// The FADT's reset register: write `value` to `address` to reset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ResetRegister {
     /// Where the register is.
     pub space: Space,
@@ -154,6 +173,7 @@ pub struct ResetRegister {
 
 /// What this guest takes from the FADT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Fadt {
     /// The DSDT's physical address.
     pub dsdt: u64,
@@ -234,6 +254,7 @@ pub fn parse_fadt(table: &[u8]) -> Result<Fadt, AcpiError> {
 /// PCIe enhanced configuration space (ECAM) of PCI segment 0, from the
 /// MCFG.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Ecam {
     /// Physical address of bus 0's configuration space.
     pub base: u64,
