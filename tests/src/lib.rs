@@ -170,6 +170,44 @@ impl Conn {
         }
     }
 
+    /// The handshake with `id`, given up after `timeout` without an
+    /// answer: whether it completed.
+    pub fn try_sync(&mut self, id: i64, timeout: Duration) -> bool {
+        let hello = self.client.begin_sync(id, SyncMode::Delimited);
+        self.send(&hello);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.pending.is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                self.stream
+                    .set_read_timeout(Some(left))
+                    .expect("set timeout");
+                let mut buf = [0u8; 65536];
+                let read = self.stream.read(&mut buf);
+                self.stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("set timeout");
+                match read {
+                    Ok(0) => panic!("agent closed the connection"),
+                    Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => panic!("read from agent: {e}"),
+                }
+                continue;
+            }
+            if let Some(Event::Synced) = self.sync_step() {
+                return true;
+            }
+        }
+    }
+
     /// Send a request and wait for its answer.
     pub fn call(&mut self, execute: &str, arguments: Option<&str>) -> Answer {
         let mut request = Vec::new();
@@ -209,6 +247,12 @@ impl Conn {
         if self.pending.is_empty() {
             self.fill();
         }
+        self.sync_step()
+    }
+
+    /// Feed what has been read to the handshake: `Synced` once it is
+    /// done.
+    fn sync_step(&mut self) -> Option<Event<'static>> {
         let (used, event) = self.client.feed(&self.pending);
         let synced = matches!(event, Some(Event::Synced));
         let other = event.is_some() && !synced;
@@ -300,6 +344,7 @@ pub mod conformance;
 pub mod debian_guest;
 pub mod libvirt;
 pub mod linux_guest;
+pub mod qmp;
 
 /// Debian's qemu-ga (package `qemu-guest-agent`), the reference peer.
 pub fn qemu_ga_bin() -> PathBuf {

@@ -14,11 +14,13 @@
 //! ```
 //!
 //! Everything but the machine is `agent_baremetal::guest`: it probes the
-//! eight virtio-mmio slots for console devices, runs the multiport
-//! control protocol on each until a port with that name shows up (falling
-//! back to port 0 of a console without MULTIPORT), serves agent-core's
-//! commands and the guest's own, and sleeps in `wfi` whenever there is
-//! nothing to do (`-append qga.wait=poll` busy-waits instead). This file
+//! eight virtio-mmio slots for console devices (from the last, where QEMU
+//! puts the first device), runs the multiport control protocol on each
+//! until a port with that name shows up (falling back to port 0 of a
+//! console without MULTIPORT), serves agent-core's commands and the
+//! guest's own, resets the console when QEMU keeps its transmit buffers,
+//! and sleeps in `wfi` whenever there is nothing to do (`-append
+//! qga.wait=poll` busy-waits instead). This file
 //! and `platform.rs` are the machine: the PLIC and the SBI timer for
 //! waking, the goldfish RTC for the time, the sifive_test device for
 //! `guest-shutdown` (powerdown: QEMU exits 0; reboot: reset; halt: the
@@ -59,7 +61,11 @@ mod guest {
             dtb,
             virt.boot_args()
         );
-        let transports = (0..platform::VIRTIO_SLOTS).filter_map(platform::virtio_slot);
+        // QEMU's `virt` fills the virtio-mmio slots from the last one:
+        // probing from there meets the devices in command-line order.
+        let transports = (0..platform::VIRTIO_SLOTS)
+            .rev()
+            .filter_map(platform::virtio_slot);
         guest::run::<_, Dma, _, _, PORTS>(&virt, transports)
     }
 
