@@ -1,11 +1,19 @@
 //! A whole guest agent for a machine without an operating system, minus
 //! what depends on the machine: find the console port named
-//! `org.qemu.guest_agent.0`, serve [`GuestCommands`] on
-//! it, sleep until an interrupt whenever there is nothing to do, and end
-//! the machine as `guest-shutdown` asks. The machine comes in as a
-//! [`Platform`]; the example guests (`virt-guest` for riscv64 `virt`, and
-//! one per further architecture) are a `Platform`, a `virtio_drivers::Hal`,
-//! their transports, and a call to [`run`].
+//! `org.qemu.guest_agent.0`, serve [`GuestCommands`] on it, sleep until
+//! an interrupt whenever there is nothing to do, reset the console when
+//! the device keeps its transmit buffers, and end the machine as
+//! `guest-shutdown` asks. The machine comes in as a [`Platform`]; the
+//! example guests (`virt-guest` for riscv64 `virt`, `q35-guest` for
+//! x86_64 `q35`) are a `Platform`, a `virtio_drivers::Hal`, their
+//! transports, and a call to [`run`].
+//!
+//! Besides, for platforms to use, all architecture-neutral: a DMA arena
+//! and `Hal` for identity-mapped machines ([`dma`]), the 16550 UART both
+//! example machines log through ([`uart`]), and sans-IO decoders of what
+//! firmware leaves in memory ([`fdt`]: a device tree's boot arguments;
+//! [`acpi`]: the tables x86_64 reads; [`rtc`]: the PC CMOS clock's
+//! registers).
 //!
 //! ```no_run
 //! # use agent_baremetal::guest::{self, OsInfo, Platform, ShutdownMode};
@@ -36,8 +44,7 @@
 //!   interrupt of a virtio device is pending or the deadline has passed.
 //!   The serve loop acknowledges the device, works, and checks for more
 //!   work before it calls it, so the platform must not lose an interrupt
-//!   raised in between: a level-triggered line (PLIC, IOAPIC) or a
-//!   pending bit does this by itself. On riscv64 `wfi` with the
+//!   raised in between. On riscv64 `wfi` with the
 //!   interrupt enabled in `sie` wakes even with `sstatus.SIE` off (no
 //!   trap handler needed); the platform claims and completes the PLIC's
 //!   interrupt, and returns at once if there was one (it may have come
