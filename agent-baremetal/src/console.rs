@@ -1155,6 +1155,14 @@ mod tests {
         (device, console, id)
     }
 
+    /// [`console`], its agent's client not reading (the device holds
+    /// output back), and a wait counter.
+    fn console_not_reading() -> (Shared, Console, u32, Cell<u32>) {
+        let (device, console, id) = console();
+        device.borrow_mut().ports[id as usize].reading = false;
+        (device, console, id, Cell::new(0))
+    }
+
     /// A `Wait` that runs `act` on the `n`th call (from 1) and fails the
     /// test after `limit` calls: the driver waiting for ever.
     fn waiter<'a>(
@@ -1185,9 +1193,7 @@ mod tests {
     /// kept is never written again.
     #[test]
     fn flush_gives_up_when_a_close_and_reopen_arrive_in_one_poll() {
-        let (device, mut console, id) = console();
-        device.borrow_mut().ports[id as usize].reading = false;
-        let calls = Cell::new(0);
+        let (device, mut console, id, calls) = console_not_reading();
         let wait = waiter(&calls, 50, |n| {
             if n == 1 {
                 let mut device = device.borrow_mut();
@@ -1227,9 +1233,7 @@ mod tests {
     /// and gives nothing up.
     #[test]
     fn flush_waits_for_a_connected_client_that_reads_late() {
-        let (device, mut console, id) = console();
-        device.borrow_mut().ports[id as usize].reading = false;
-        let calls = Cell::new(0);
+        let (device, mut console, id, calls) = console_not_reading();
         let wait = waiter(&calls, 50, |n| {
             if n == 5 {
                 device.borrow_mut().set_reading(id, true);
@@ -1255,9 +1259,7 @@ mod tests {
     #[test]
     fn flush_after_a_close_with_and_without_the_output_returned() {
         for returned in [false, true] {
-            let (device, mut console, id) = console();
-            device.borrow_mut().ports[id as usize].reading = false;
-            let calls = Cell::new(0);
+            let (device, mut console, id, calls) = console_not_reading();
             let wait = waiter(&calls, 50, |n| {
                 if n == 1 {
                     let mut device = device.borrow_mut();
@@ -1284,9 +1286,7 @@ mod tests {
     /// a reset gives them back and the port serves again.
     #[test]
     fn reset_recovers_slots_the_device_kept() {
-        let (device, mut console, id) = console();
-        device.borrow_mut().ports[id as usize].reading = false;
-        let calls = Cell::new(0);
+        let (device, mut console, id, calls) = console_not_reading();
         let wait = waiter(&calls, 100, |_| {
             let mut device = device.borrow_mut();
             if !device.ports[id as usize].held.is_empty() {

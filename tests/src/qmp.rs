@@ -1,12 +1,14 @@
 //! QEMU's sockets as the harnesses read them: lines with a deadline on
 //! every read, and QMP (the machine protocol: commands, events) on top.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
+
+use crate::{connect_until, read_until};
 
 /// Lines from a QEMU socket, each read awaited until a deadline.
 pub(crate) struct Lines {
@@ -37,22 +39,10 @@ impl Lines {
                 line.pop();
                 return Some(line);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            self.stream
-                .set_read_timeout(Some(left))
-                .expect("set timeout");
-            let mut buf = [0u8; 4096];
-            match self.stream.read(&mut buf) {
-                // QEMU exited (a reset: it did not close the socket first).
-                Ok(0) => return None,
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => panic!("read a QEMU socket: {e}"),
+            // 0: QEMU exited (after a reset, without closing first).
+            match read_until(&mut self.stream, deadline, &mut self.pending)? {
+                0 => return None,
+                _ => continue,
             }
         }
     }
@@ -69,19 +59,7 @@ impl Qmp {
     /// Connect to `socket` (retrying until `deadline`), read the greeting
     /// and leave capabilities negotiation.
     pub fn connect(socket: &Path, deadline: Instant) -> Qmp {
-        let stream = loop {
-            match UnixStream::connect(socket) {
-                Ok(s) => break s,
-                Err(e) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "cannot connect to QMP at {}: {e}",
-                        socket.display()
-                    );
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        };
+        let stream = connect_until(socket, deadline, "QMP");
         let mut qmp = Qmp {
             lines: Lines::new(stream),
             events: Vec::new(),

@@ -189,3 +189,24 @@ macro_rules! defmt_logger {
         defmt::timestamp!("{=u64:us}", $uptime);
     };
 }
+
+/// Define the program's panic handler: log the panic through defmt at
+/// `error` level, then end the run with
+/// [`exit::PANIC`](crate::guest::exit::PANIC) through `fail` (a
+/// `fn(u16) -> !`, e.g. the platform's). Needs the crate's `defmt`
+/// feature and `defmt` as a dependency of the program.
+///
+/// ```text
+/// agent_baremetal::defmt_panic_handler!(fail: platform::fail);
+/// ```
+#[cfg(feature = "defmt")]
+#[macro_export]
+macro_rules! defmt_panic_handler {
+    (fail: $fail:path $(,)?) => {
+        #[panic_handler]
+        fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+            defmt::error!("panic: {}", defmt::Display2Format(info));
+            $fail($crate::guest::exit::PANIC)
+        }
+    };
+}

@@ -98,6 +98,11 @@ pub const HOST_NAME: &str = match option_env!("QGA_GUEST_HOST_NAME") {
     None => "localhost",
 };
 
+/// Ports the example guests set up per console (ids `0..PORTS`): a
+/// console at 0 and QEMU's first three named ports; the const generic
+/// of [`run`] for a configuration like theirs.
+pub const PORTS: usize = 4;
+
 /// Bytes of the agent's request buffer: the largest request served
 /// (larger ones are answered with an error; the stream stays in sync).
 pub const REQUEST_BUFFER_LEN: usize = 4096;

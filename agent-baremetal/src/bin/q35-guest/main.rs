@@ -46,10 +46,8 @@ mod guest {
 
     use crate::platform::{self, Dma, Q35};
 
-    /// Ports per console device (ids 0..PORTS).
-    const PORTS: usize = 4;
-
     agent_baremetal::defmt_logger!(write: platform::uart_write, uptime_us: platform::uptime_us());
+    agent_baremetal::defmt_panic_handler!(fail: platform::fail);
 
     /// Entry from `pvh_start` (boot.rs): the physical address of the PVH
     /// start info.
@@ -80,13 +78,7 @@ mod guest {
                         None
                     }
                 });
-        guest::run::<_, Dma, _, _, PORTS>(&q35, transports)
-    }
-
-    #[panic_handler]
-    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-        defmt::error!("panic: {}", defmt::Display2Format(info));
-        platform::fail(exit::PANIC);
+        guest::run::<_, Dma, _, _, { guest::PORTS }>(&q35, transports)
     }
 }
 

@@ -40,14 +40,12 @@ mod platform;
 
 #[cfg(all(target_arch = "riscv64", target_os = "none"))]
 mod guest {
-    use agent_baremetal::guest::{self, exit, Platform};
+    use agent_baremetal::guest::{self, Platform};
 
     use crate::platform::{self, Dma, Virt};
 
-    /// Ports per console device (ids 0..PORTS).
-    const PORTS: usize = 4;
-
     agent_baremetal::defmt_logger!(write: platform::uart_write, uptime_us: platform::uptime_us());
+    agent_baremetal::defmt_panic_handler!(fail: platform::fail);
 
     /// Entry from `_start` (a0 = hart id, a1 = device tree).
     #[no_mangle]
@@ -66,13 +64,7 @@ mod guest {
         let transports = (0..platform::VIRTIO_SLOTS)
             .rev()
             .filter_map(platform::virtio_slot);
-        guest::run::<_, Dma, _, _, PORTS>(&virt, transports)
-    }
-
-    #[panic_handler]
-    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-        defmt::error!("panic: {}", defmt::Display2Format(info));
-        platform::fail(exit::PANIC);
+        guest::run::<_, Dma, _, _, { guest::PORTS }>(&virt, transports)
     }
 }
 

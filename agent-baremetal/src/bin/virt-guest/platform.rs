@@ -290,18 +290,7 @@ impl Platform for Virt {
     }
 
     fn os_info(&self) -> OsInfo<'_> {
-        OsInfo {
-            kernel_release: Some(env!("CARGO_PKG_VERSION")),
-            kernel_version: Some("agent-baremetal virt-guest, riscv64 virt, no OS"),
-            machine: Some("riscv64"),
-            id: Some("qga-rs-virt-guest"),
-            name: Some("qga-rs virt-guest"),
-            pretty_name: Some(concat!("qga-rs virt-guest ", env!("CARGO_PKG_VERSION"))),
-            version: Some(env!("CARGO_PKG_VERSION")),
-            version_id: Some(env!("CARGO_PKG_VERSION")),
-            variant: None,
-            variant_id: None,
-        }
+        agent_baremetal::image_os_info!(bin: "virt-guest", machine: "riscv64", board: "virt")
     }
 
     fn boot_args(&self) -> &str {

@@ -353,18 +353,7 @@ impl Platform for Q35 {
     }
 
     fn os_info(&self) -> OsInfo<'_> {
-        OsInfo {
-            kernel_release: Some(env!("CARGO_PKG_VERSION")),
-            kernel_version: Some("agent-baremetal q35-guest, x86_64 q35, no OS"),
-            machine: Some("x86_64"),
-            id: Some("qga-rs-q35-guest"),
-            name: Some("qga-rs q35-guest"),
-            pretty_name: Some(concat!("qga-rs q35-guest ", env!("CARGO_PKG_VERSION"))),
-            version: Some(env!("CARGO_PKG_VERSION")),
-            version_id: Some(env!("CARGO_PKG_VERSION")),
-            variant: None,
-            variant_id: None,
-        }
+        agent_baremetal::image_os_info!(bin: "q35-guest", machine: "x86_64", board: "q35")
     }
 
     fn boot_args(&self) -> &str {
