@@ -12,7 +12,7 @@
 #     (deploy_e2e.rs checks the package's man page);
 #   - Debian's kernel, unpacked (not installed) into target/e2e/kernel:
 #     the linux-image package's files, ~70 MB, no update-initramfs;
-#   - the rustup targets for the static agent and the bare-metal guest.
+#   - the rustup targets for the static agent and the bare-metal guests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +52,6 @@ if ! ls "$kernel_dir"/boot/vmlinuz-* >/dev/null 2>&1; then
 fi
 
 installed=$(rustup target list --installed)
-for t in x86_64-unknown-linux-musl riscv64gc-unknown-none-elf; do
+for t in x86_64-unknown-linux-musl riscv64gc-unknown-none-elf x86_64-unknown-none; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done

@@ -9,16 +9,20 @@
 #     (with and without defmt): proves no_std and no alloc,
 #   - the footprint of the agent on both targets, and its deepest stack
 #     (printed),
-#   - clippy for agent-baremetal's guest on riscv64, and the bare-metal
-#     guests' idle CPU and guest-ping round trip (printed, not asserted),
+#   - clippy for agent-baremetal's guests on their targets (riscv64,
+#     x86_64), the guest images' sizes and the agent's .text in them, and
+#     the guests' idle CPU and guest-ping round trip (printed, not
+#     asserted),
 #   - all tests of the workspace: unit, property, corpus, doc and
 #     integration tests; agent-core's again without its `speed` feature.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# agent-core's no_std targets (footprint); the guests' are riscv64 and
+# x86_64-unknown-none.
 targets=(thumbv7em-none-eabihf riscv64gc-unknown-none-elf)
 installed=$(rustup target list --installed)
-for t in "${targets[@]}"; do
+for t in "${targets[@]}" x86_64-unknown-none; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
@@ -45,8 +49,17 @@ for t in "${targets[@]}"; do
   cargo build -q -p agent-baremetal --example footprint --target "$t" --profile min-size
 done
 
-echo "== agent-baremetal for riscv64: library, guest image (feature defmt), examples"
-cargo clippy -q -p agent-baremetal --features defmt --lib --bins --examples --target riscv64gc-unknown-none-elf -- -D warnings
+echo "== agent-baremetal on the guests' targets: library, guest image (feature defmt), examples"
+cargo clippy -q -p agent-baremetal --features defmt --lib --bin virt-guest --examples --target riscv64gc-unknown-none-elf -- -D warnings
+cargo clippy -q -p agent-baremetal --features defmt --lib --bin q35-guest --examples --target x86_64-unknown-none -- -D warnings
+
+echo "== guest images: size, and the agent's .text in them (release, feature defmt)"
+for guest in virt-guest:riscv64gc-unknown-none-elf q35-guest:x86_64-unknown-none; do
+  bin=${guest%%:*} t=${guest#*:}
+  cargo build -q -p agent-baremetal --features defmt --bin "$bin" --target "$t" --release
+  map=$(ls -t target/"$t"/release/build/agent-baremetal-*/out/"$bin".map | head -n 1)
+  python3 scripts/guest_image_size.py "target/$t/release/$bin" "$map"
+done
 
 echo "== footprint: the whole agent with core commands (opt-level z, LTO)"
 files=()
@@ -63,8 +76,9 @@ bash scripts/binary_sizes.sh
 echo "== fuzz smoke run (scripts/fuzz.sh; longer campaigns: bash scripts/fuzz.sh 900)"
 bash scripts/fuzz.sh "${QGA_FUZZ_SECONDS:-15}"
 
+# One guest at a time: a polling guest takes a whole host core.
 echo "== bare-metal guests: QEMU's CPU while idle, guest-ping round trip (polled vs interrupts; printed)"
-cargo test -q -p tests --test baremetal_e2e -- --ignored --nocapture idle_cpu_and_round_trip 2>&1 \
+cargo test -q -p tests --test baremetal_e2e -- --ignored --nocapture --test-threads=1 idle_cpu_and_round_trip 2>&1 \
   | grep -v -E '^running [0-9]+ tests?$|^test result:|^\.?$'
 
 echo "== tests"

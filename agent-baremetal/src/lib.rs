@@ -3,8 +3,11 @@
 //! Running agent-core in a guest without an operating system: a virtio
 //! console driver with named ports (MULTIPORT) exposing one port as
 //! `embedded-io`, a whole guest agent on top of it for any machine that
-//! implements a small [`guest::Platform`], and a bootable example guest
-//! for `qemu-system-riscv64 -machine virt` (`src/bin/virt-guest`).
+//! implements a small [`guest::Platform`], and two bootable example
+//! guests built on it: `qemu-system-riscv64 -machine virt` over
+//! virtio-mmio (`src/bin/virt-guest`) and `qemu-system-x86_64 -machine
+//! q35` over virtio-pci with MSI-X (`src/bin/q35-guest`, the machine
+//! libvirt, Proxmox and KubeVirt give their guests).
 //!
 //! | module | what it does |
 //! |---|---|
@@ -12,11 +15,13 @@
 //! | [`ports`] | the port table the control messages build (sans-IO) |
 //! | [`tx`] | which transmit slots the driver may write (sans-IO) |
 //! | [`console`] | the driver on `virtio-drivers`' transports and queues |
-//! | [`guest`] | the guest: platform trait, port discovery, serve loop, commands, log |
+//! | [`guest`] | the guest: platform trait, port discovery, serve loop, commands, log; a DMA arena, a 16550 writer, ACPI and CMOS RTC decoding for platforms to use |
 //!
 //! The driver is generic over `virtio_drivers::Hal` and
 //! `virtio_drivers::transport::Transport`, so it runs on MMIO and PCI
-//! alike.
+//! alike; everything in [`guest`] is architecture-neutral. What each
+//! example guest adds is its machine: boot code, interrupt controller,
+//! timer, clock, power, and how it finds its virtio devices.
 //!
 //! # Embedding guide
 //!
@@ -25,40 +30,49 @@
 //! 1. **DMA memory**: a [`virtio_drivers::Hal`]. `dma_alloc` hands out
 //!    zeroed, page-aligned pages the device can reach, with their
 //!    physical address; `share` gives a buffer's physical address. On an
-//!    identity-mapped machine a bump allocator over spare RAM is enough
-//!    (the example guest's `BumpHal`); the driver allocates only while it
-//!    sets up and opens a port.
-//! 2. **Transports**: one `virtio_drivers` transport per candidate device:
-//!    `MmioTransport` for each virtio-mmio slot of your memory map (or
-//!    device tree), `PciTransport` for each virtio device found by
-//!    enumerating PCI. The driver ignores devices that are not consoles.
+//!    identity-mapped machine, [`guest::dma::IdentityHal`] over a
+//!    [`guest::dma::DmaArena`] of spare RAM is all it takes (both example
+//!    guests use it); the driver allocates while it sets up a console and
+//!    opens a port, and frees everything when the console is reset.
+//! 2. **Transports**: one `virtio_drivers` transport per candidate device,
+//!    each with a label for the log ([`guest::Label`]): `MmioTransport`
+//!    for each virtio-mmio slot of your memory map or device tree (the
+//!    riscv64 guest), `PciTransport` for each virtio device found by
+//!    enumerating PCI (the q35 guest: ECAM from ACPI's MCFG, wrapped to
+//!    give each queue an MSI-X vector, which virtio-drivers leaves
+//!    unset). The driver ignores devices that are not consoles.
 //! 3. **A clock**: time since boot for time-outs, and a wall clock (an
-//!    RTC) for `guest-get-time`.
+//!    RTC) for `guest-get-time`; `guest-set-time` keeps its own offset.
 //! 4. **Interrupt wiring**: route the console's interrupt (a PLIC source,
 //!    an IOAPIC pin, an MSI-X vector) so that it ends your CPU's sleep
 //!    (`wfi`, `hlt`). No handler has to touch the device: the serve loop
 //!    acknowledges it ([`console::Port::ack_interrupt`]) and checks for
-//!    work ([`console::Port::has_work`]) before it sleeps, so a
-//!    level-triggered line or a pending bit loses nothing. Without
-//!    interrupts everything still works, busy-waiting.
-//! 5. **Your commands**: a [`agent_core::Commands`] table, combined with
-//!    agent-core's and the guest's as a tuple.
+//!    work ([`console::Port::has_work`]) before it sleeps, so an
+//!    interrupt raised after the check must still end the sleep: an
+//!    MSI pending in the local APIC does, a PLIC source that was already
+//!    claimed does not (see [`guest`] for both). Without interrupts
+//!    everything still works, busy-waiting.
+//! 5. **Ending**: power off, reset, halt, and a way to report a failure.
+//! 6. **Your commands**, if you want more than [`guest::GuestCommands`]:
+//!    an [`agent_core::Commands`] table of your own and your own loop
+//!    (below).
 //!
 //! ## The smallest complete program
 //!
 //! With a [`guest::Platform`], [`guest::run`] is the whole agent: it finds
 //! the port named `org.qemu.guest_agent.0`, serves agent-core's commands
 //! and [`guest::GuestCommands`] (time, host name, osinfo, shutdown),
-//! sleeps in [`guest::Platform::wait_for_interrupt`], and ends the machine
-//! as `guest-shutdown` asks. Boot code, the panic handler and the log
-//! (see [`guest::log`]) are the program's; everything else is here:
+//! sleeps in [`guest::Platform::wait_for_interrupt`], resets the console
+//! when QEMU keeps its transmit buffers, and ends the machine as
+//! `guest-shutdown` asks. Boot code, the panic handler and the log (see
+//! [`guest::log`]) are the program's; everything else is here:
 //!
 //! ```no_run
 //! use core::ptr::NonNull;
 //!
+//! use agent_baremetal::guest::dma::{DmaArena, IdentityHal, IdentityMapped};
 //! use agent_baremetal::guest::{self, OsInfo, Platform, ShutdownMode};
 //! use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
-//! use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 //!
 //! /// The machine: an identity-mapped RAM, a timer, an RTC, a power switch.
 //! struct Machine;
@@ -71,8 +85,9 @@
 //!         0 // read the RTC
 //!     }
 //!     fn wait_for_interrupt(&self, deadline_us: Option<u64>) {
-//!         // Complete the interrupt controller's pending interrupt, arm
-//!         // the timer for `deadline_us`, then `wfi`/`hlt`.
+//!         // Complete the interrupt controller's pending interrupt (and
+//!         // return if there was one), arm the timer for `deadline_us`,
+//!         // then `wfi`/`hlt`.
 //!     }
 //!     fn shutdown(&self, mode: ShutdownMode) -> ! {
 //!         loop {} // power off, park the CPU, or reset
@@ -90,25 +105,15 @@
 //!     }
 //! }
 //!
-//! /// DMA from RAM the program set aside (identity-mapped).
-//! struct Dma;
+//! /// DMA pages: RAM the program set aside (`init` it at boot).
+//! static ARENA: DmaArena = DmaArena::new();
 //!
-//! // SAFETY: (for a real HAL) pages are zeroed, aligned, reachable by the
-//! // device at the returned physical address, and used by nothing else.
-//! unsafe impl Hal for Dma {
-//!     fn dma_alloc(pages: usize, _: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-//!         unimplemented!("take `pages` pages from the arena")
+//! // SAFETY: (on a real machine) memory is identity-mapped, and ARENA is
+//! // initialised with RAM nothing else uses before the first console.
+//! unsafe impl IdentityMapped for Machine {
+//!     fn arena() -> &'static DmaArena {
+//!         &ARENA
 //!     }
-//!     unsafe fn dma_dealloc(_: PhysAddr, _: NonNull<u8>, _: usize) -> i32 {
-//!         0
-//!     }
-//!     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _: usize) -> NonNull<u8> {
-//!         NonNull::new(paddr as *mut u8).unwrap()
-//!     }
-//!     unsafe fn share(buffer: NonNull<[u8]>, _: BufferDirection) -> PhysAddr {
-//!         buffer.as_ptr().cast::<u8>() as PhysAddr
-//!     }
-//!     unsafe fn unshare(_: PhysAddr, _: NonNull<[u8]>, _: BufferDirection) {}
 //! }
 //!
 //! fn main_after_boot() -> ! {
@@ -122,7 +127,7 @@
 //!         Some((slot, transport))
 //!     });
 //!     // Up to 4 ports per console (QEMU numbers named ports from 1).
-//!     guest::run::<_, Dma, _, 4>(&machine, transports)
+//!     guest::run::<_, IdentityHal<Machine>, _, _, 4>(&machine, transports)
 //! }
 //! # fn main() {}
 //! ```
@@ -136,25 +141,30 @@
 //! # fn guest<H: virtio_drivers::Hal, T: virtio_drivers::transport::Transport>(transport: T)
 //! # -> Result<(), agent_baremetal::console::ConsoleError> {
 //! use agent_baremetal::console::{PortEvent, VirtioConsole};
-//! use agent_core::args::Args;
-//! use agent_core::{Agent, CommandInfo, Commands, CoreCommands, Policy, Replied, Reply};
+//! use agent_core::prelude::*;
 //!
-//! /// `guest-get-answer`: 42.
+//! /// agent-core's commands and `guest-get-answer`: 42.
 //! struct Answer;
 //!
+//! impl Answer {
+//!     const COMMANDS: [Command<Self>; 5] = [
+//!         Command::guest_sync_delimited(),
+//!         Command::guest_sync(),
+//!         Command::guest_ping(),
+//!         Command::guest_info(),
+//!         Command::new("guest-get-answer", |_, args, reply| {
+//!             args.finish()?;
+//!             let mut value = reply.ok()?;
+//!             value.i64(42)?;
+//!             Ok(value.finish()?)
+//!         }),
+//!     ];
+//! }
+//!
 //! impl Commands for Answer {
-//!     fn list(&self) -> impl Iterator<Item = CommandInfo> + '_ {
-//!         [CommandInfo::new("guest-get-answer")].into_iter()
-//!     }
-//!     fn call<W: embedded_io::Write + ?Sized>(
-//!         &mut self, _name: &str, args: Args<'_>, reply: Reply<'_, W>,
-//!     ) -> Result<Replied, W::Error> {
-//!         if let Err(e) = args.reject_unknown(&[]) {
-//!             return reply.error(e.class(), &e);
-//!         }
-//!         let mut value = reply.ok()?;
-//!         value.i64(42)?;
-//!         value.finish()
+//!     type Error = core::convert::Infallible;
+//!     fn commands(&self) -> &[Command<Self>] {
+//!         &Self::COMMANDS
 //!     }
 //! }
 //!
@@ -171,7 +181,7 @@
 //! // this; here: sleep until an interrupt.
 //! let wait = || { /* wfi */ };
 //! let mut port = console.open_with(id, wait)?;
-//! let mut agent = Agent::new([0u8; 4096], (CoreCommands::new(), Answer), Policy::new());
+//! let mut agent = Agent::new([0u8; 4096], Answer, Policy::new());
 //! let mut chunk = [0u8; 512];
 //! loop {
 //!     port.ack_interrupt();
@@ -201,18 +211,22 @@
 //! | the open port's receive buffers (2 × 2 KiB) | DMA | 1 page |
 //! | the open port's transmit slots ([`console::TX_SLOTS`] × [`console::TX_BUFFER_LEN`]) | DMA | 1 page |
 //! | `VirtioConsole<_, _, 4>` / `<_, _, 2>` (queue bookkeeping, port table) | yours (static or stack) | 3 600 / 2 656 bytes |
-//! | `Agent` with a 4 KiB request buffer ([`guest::REQUEST_BUFFER_LEN`]) | stack in [`guest::serve`] | 4 336 bytes |
+//! | `Agent` with a 4 KiB request buffer ([`guest::REQUEST_BUFFER_LEN`]) | stack in [`guest::run`] | 4 336 bytes |
+//! | input a console reset hands back ([`console::RECEIVE_BUFFER_LEN`]) | stack in [`guest::run`] | 4 KiB |
+//! | the read chunk | stack in [`guest::serve`] | 512 bytes |
 //! | the deepest `Agent::feed` (`stack_depth` example, x86_64 frames) | stack | about 4 KiB |
 //!
 //! So a console with `PORTS = 4` (the example guests) takes 23 pages
 //! (92 KiB) of DMA memory, one with `PORTS = 2` (QEMU's usual single
 //! `org.qemu.guest_agent.0` at port 1) 15 pages (60 KiB); pages are
-//! allocated once, when the console is created and when the port is
-//! opened. On the stack, [`guest::serve`] holds the `Agent` and a 512-byte
-//! read chunk, and `feed` goes about 4 KiB deeper; the example guests
-//! reserve 128 KiB, with room to spare. Code: agent-core alone is about
-//! 24 KiB of `.text` on `thumbv7em-none-eabihf` (the `footprint`
-//! example); `scripts/test.sh` prints it.
+//! allocated when the console is created and when the port is opened,
+//! and again after a reset (which frees them first). The stack holds
+//! about 13 KiB at its deepest; the example guests reserve 128 KiB, with
+//! room to spare. Code: agent-core alone is about 24 KiB of `.text` on
+//! `thumbv7em-none-eabihf` (the `footprint` example); in the example
+//! guests (release, defmt), agent-core and this crate are 68 148 of the
+//! riscv64 image's 80 504 bytes of `.text` and 100 022 of the x86_64
+//! image's 124 878; `scripts/test.sh` prints both.
 //!
 //! ## Logging
 //!
@@ -223,8 +237,9 @@
 //! `DEFMT_LOG=info` (this workspace's `.cargo/config.toml` sets it). On
 //! riscv64 with code above 2 GiB (QEMU `virt` runs from 0x8020_0000)
 //! defmt's string symbols are out of PC-relative reach: build with `-C
-//! relocation-model=pic` (also in `.cargo/config.toml`). Without the
-//! feature, the log calls compile to nothing.
+//! relocation-model=pic` (also in `.cargo/config.toml`); the x86_64
+//! guest runs from 1 MiB and needs nothing. Without the feature, the log
+//! calls compile to nothing.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -232,6 +247,8 @@
 pub mod console;
 pub mod control;
 mod dma;
+#[cfg(test)]
+mod fake_device;
 pub mod guest;
 pub mod ports;
 pub mod tx;

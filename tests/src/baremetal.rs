@@ -1,7 +1,8 @@
 //! The bare-metal guests under QEMU: build an `agent-baremetal` guest
-//! image for its target, boot it with several named virtio-serial ports
-//! (the agent's among them, not first), and talk to the agent's port over
-//! QEMU's unix-socket chardev.
+//! image for its target, boot it with virtio-serial devices carrying
+//! several named ports (the agent's among them, not first), talk to the
+//! agent's port over QEMU's unix-socket chardev, and watch the machine
+//! through QMP (why QEMU stopped, whether it runs).
 //!
 //! Each platform is an [`Arch`]: its QEMU, machine options, target, image
 //! and virtio-serial device. Adding a platform means a variant here and
@@ -15,11 +16,16 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
+use crate::linux_guest::target_dir;
+use crate::qmp::Qmp;
 use crate::{scratch_dir, workspace_root, Conn};
 
 /// The agent's port name.
 pub const AGENT_PORT: &str = "org.qemu.guest_agent.0";
-/// The other ports' names (discovery must pick the agent's by name).
+/// The other ports' names in the standard layout (discovery must pick
+/// the agent's by name).
 pub const OTHER_PORTS: [&str; 2] = ["org.example.other", "org.example.spare"];
 
 /// The host name the images are built with (`QGA_GUEST_HOST_NAME`), which
@@ -35,6 +41,9 @@ pub enum Arch {
     /// `qemu-system-riscv64 -machine virt`, OpenSBI, virtio-mmio:
     /// `agent-baremetal`'s `virt-guest`.
     Riscv64Virt,
+    /// `qemu-system-x86_64 -machine q35`, SeaBIOS (or qboot) and PVH,
+    /// virtio-pci: `agent-baremetal`'s `q35-guest`.
+    X86_64Q35,
 }
 
 impl Arch {
@@ -42,6 +51,7 @@ impl Arch {
     pub fn qemu(self) -> &'static str {
         match self {
             Arch::Riscv64Virt => "qemu-system-riscv64",
+            Arch::X86_64Q35 => "qemu-system-x86_64",
         }
     }
 
@@ -49,6 +59,7 @@ impl Arch {
     pub fn target(self) -> &'static str {
         match self {
             Arch::Riscv64Virt => "riscv64gc-unknown-none-elf",
+            Arch::X86_64Q35 => "x86_64-unknown-none",
         }
     }
 
@@ -56,6 +67,7 @@ impl Arch {
     pub fn bin(self) -> &'static str {
         match self {
             Arch::Riscv64Virt => "virt-guest",
+            Arch::X86_64Q35 => "q35-guest",
         }
     }
 
@@ -63,27 +75,77 @@ impl Arch {
     pub fn machine(self) -> &'static str {
         match self {
             Arch::Riscv64Virt => "riscv64",
+            Arch::X86_64Q35 => "x86_64",
+        }
+    }
+
+    /// The exit status of QEMU when the guest fails with `code`
+    /// (`agent_baremetal::guest::exit`): the sifive_test device exits with
+    /// the code, q35's isa-debug-exit with `(code << 1) | 1`.
+    pub fn fail_status(self, code: i32) -> i32 {
+        match self {
+            Arch::Riscv64Virt => code,
+            Arch::X86_64Q35 => (code << 1) | 1,
         }
     }
 
     /// Machine, firmware and kernel options, up to the devices.
-    fn machine_args(self, image: &Path) -> Vec<String> {
+    fn machine_args(self, image: &Path, boot: &Boot) -> Vec<String> {
         let mut args: Vec<String> = match self {
             Arch::Riscv64Virt => [
                 "-machine", "virt", "-accel", "tcg", "-m", "128M", "-smp", "1", "-bios", "default",
             ]
             .map(String::from)
             .to_vec(),
+            Arch::X86_64Q35 => [
+                "-machine",
+                "q35",
+                "-accel",
+                "tcg",
+                "-m",
+                "128M",
+                "-smp",
+                "1",
+                // A failed guest makes QEMU exit with (code << 1) | 1.
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ]
+            .map(String::from)
+            .to_vec(),
         };
+        match boot.firmware {
+            Firmware::Default => {}
+            Firmware::Qboot => {
+                assert_eq!(self, Arch::X86_64Q35, "qboot is x86 firmware");
+                args.extend(["-bios".into(), "qboot.rom".into()]);
+            }
+        }
+        if boot.high_bars {
+            assert_eq!(self, Arch::X86_64Q35, "a PCI layout");
+            args.extend(
+                [
+                    "-object",
+                    "memory-backend-ram,id=big,size=1G",
+                    "-device",
+                    "ivshmem-plain,memdev=big",
+                ]
+                .map(String::from),
+            );
+        }
         args.push("-kernel".into());
         args.push(image.display().to_string());
         args
     }
 
-    /// The virtio-serial controller's `-device` value.
-    fn serial_device(self) -> &'static str {
-        match self {
-            Arch::Riscv64Virt => "virtio-serial-device,id=vser0",
+    /// The `-device` value of virtio-serial controller `id` at `slot`.
+    fn serial_device(self, id: &str, slot: Slot) -> String {
+        match (self, slot) {
+            (Arch::Riscv64Virt, Slot::Root) => format!("virtio-serial-device,id={id}"),
+            (Arch::X86_64Q35, Slot::Root) => format!("virtio-serial-pci,id={id}"),
+            (Arch::X86_64Q35, Slot::RootPort(port)) => {
+                format!("virtio-serial-pci,id={id},bus={port}")
+            }
+            (Arch::Riscv64Virt, Slot::RootPort(_)) => panic!("no PCI on riscv64 virt here"),
         }
     }
 
@@ -136,13 +198,66 @@ fn build_image(target: &str, bin: &str) -> PathBuf {
         "cargo build of {bin} for {target} failed ({SETUP_HINT}):\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map_or_else(
-            || workspace_root().join("target"),
-            |dir| workspace_root().join(dir),
-        );
-    target_dir.join(target).join("release").join(bin)
+    target_dir().join(target).join("release").join(bin)
+}
+
+/// The firmware QEMU runs before the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// The machine's default: OpenSBI on riscv64 `virt`, SeaBIOS on q35
+    /// (which assigns every PCI BAR).
+    Default,
+    /// q35 only: qboot (`-bios qboot.rom`), which numbers the PCI buses
+    /// and assigns no BARs.
+    Qboot,
+}
+
+/// Where a virtio-serial controller sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// On the root bus (riscv64: a virtio-mmio slot).
+    Root,
+    /// q35 only: behind the PCIe root port with this id (created with
+    /// it), as libvirt places devices.
+    RootPort(&'static str),
+}
+
+/// One port of a virtio-serial controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Port {
+    /// A `virtconsole` at port 0 with no host side (a null chardev).
+    Console,
+    /// A `virtserialport` with this name, on a unix socket.
+    Named(String),
+}
+
+/// A virtio-serial controller and its ports, in the order QEMU gets them
+/// (QEMU numbers a virtconsole 0 and virtserialports from 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// Where it sits.
+    pub slot: Slot,
+    /// Its ports.
+    pub ports: Vec<Port>,
+}
+
+impl Device {
+    /// A controller at `slot` with named ports `names`.
+    pub fn named(slot: Slot, names: &[&str]) -> Device {
+        Device {
+            slot,
+            ports: names.iter().map(|n| Port::Named(n.to_string())).collect(),
+        }
+    }
+
+    /// The standard layout: a console at port 0, then the agent's port
+    /// between two others, so it is neither the first nor the last
+    /// (ports 1, 2 and 3: the agent's is 2).
+    pub fn standard() -> Device {
+        let mut device = Device::named(Slot::Root, &[OTHER_PORTS[0], AGENT_PORT, OTHER_PORTS[1]]);
+        device.ports.insert(0, Port::Console);
+        device
+    }
 }
 
 /// How to boot a guest.
@@ -152,6 +267,13 @@ pub struct Boot {
     pub append: Option<String>,
     /// Whether a reset ends QEMU (`-no-reboot`) instead of rebooting.
     pub no_reboot: bool,
+    /// The virtio-serial controllers.
+    pub devices: Vec<Device>,
+    /// The firmware.
+    pub firmware: Firmware,
+    /// q35 only: a 1 GiB 64-bit BAR (ivshmem) that makes SeaBIOS place
+    /// every 64-bit BAR above 4 GiB.
+    pub high_bars: bool,
 }
 
 impl Default for Boot {
@@ -159,32 +281,37 @@ impl Default for Boot {
         Boot {
             append: None,
             no_reboot: true,
+            devices: vec![Device::standard()],
+            firmware: Firmware::Default,
+            high_bars: false,
         }
     }
 }
 
-/// A running guest: QEMU with a virtconsole (port 0, no host side) and
-/// three named virtserialports, the agent's second, each on a unix
-/// socket; killed on drop.
+/// A running guest: QEMU with the devices of its [`Boot`], each named
+/// port on a unix socket, QMP on another; killed on drop.
 pub struct Guest {
     child: Child,
     /// The platform.
     pub arch: Arch,
     /// When QEMU was started.
     pub started: Instant,
-    /// The agent's socket.
+    /// The agent's socket (a path nothing listens on if no port has the
+    /// agent's name).
     pub socket: PathBuf,
-    /// The other named ports' sockets.
-    pub other_sockets: Vec<PathBuf>,
+    /// Every named port's socket: (name, path).
+    pub sockets: Vec<(String, PathBuf)>,
     /// The serial line's bytes (firmware text, then the guest's log).
     pub serial_log: PathBuf,
+    /// QMP's socket.
+    pub qmp_socket: PathBuf,
     /// The image booted.
     pub image: PathBuf,
 }
 
 impl Guest {
-    /// Build the image (once), boot it with `-no-reboot`, and wait for
-    /// QEMU's sockets.
+    /// Build the image (once), boot it with `-no-reboot` and the standard
+    /// layout, and wait for QEMU's sockets.
     pub fn boot(arch: Arch, name: &str) -> Guest {
         Self::boot_with(arch, name, &Boot::default())
     }
@@ -194,53 +321,64 @@ impl Guest {
         let image = arch.image();
         arch.require_qemu();
         let dir = scratch_dir(&format!("baremetal-{arch:?}-{name}"));
-        let socket = dir.join("qga.sock");
-        let other_sockets: Vec<PathBuf> = (0..OTHER_PORTS.len())
-            .map(|i| dir.join(format!("other{i}.sock")))
-            .collect();
         let serial_log = dir.join("serial.log");
+        let qmp_socket = dir.join("qmp.sock");
         let stderr = std::fs::File::create(dir.join("qemu.stderr")).expect("create stderr log");
-        let chardev = |id: &str, path: &Path| {
-            format!("socket,path={},server=on,wait=off,id={id}", path.display())
-        };
         let mut qemu = Command::new(arch.qemu());
-        qemu.args(arch.machine_args(&image))
+        qemu.args(arch.machine_args(&image, boot))
             .args(["-nographic", "-monitor", "none", "-nodefaults"])
             .arg("-serial")
-            .arg(format!("file:{}", serial_log.display()));
+            .arg(format!("file:{}", serial_log.display()))
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp_socket.display()));
         if boot.no_reboot {
             qemu.arg("-no-reboot");
         }
         if let Some(append) = &boot.append {
             qemu.args(["-append", append]);
         }
-        qemu.args(["-device", arch.serial_device()])
-            // Port 0: a console without a host side.
-            .args(["-chardev", "null,id=con0"])
-            .args(["-device", "virtconsole,bus=vser0.0,chardev=con0,nr=0"])
-            // The agent's port between two others, so it is neither the
-            // first nor the last.
-            .args(["-chardev", &chardev("other0", &other_sockets[0])])
-            .args([
-                "-device",
-                &format!(
-                    "virtserialport,bus=vser0.0,chardev=other0,name={}",
-                    OTHER_PORTS[0]
-                ),
-            ])
-            .args(["-chardev", &chardev("qga0", &socket)])
-            .args([
-                "-device",
-                &format!("virtserialport,bus=vser0.0,chardev=qga0,name={AGENT_PORT}"),
-            ])
-            .args(["-chardev", &chardev("other1", &other_sockets[1])])
-            .args([
-                "-device",
-                &format!(
-                    "virtserialport,bus=vser0.0,chardev=other1,name={}",
-                    OTHER_PORTS[1]
-                ),
-            ]);
+        let mut sockets = Vec::new();
+        for (d, device) in boot.devices.iter().enumerate() {
+            if let Slot::RootPort(port) = device.slot {
+                qemu.args([
+                    "-device",
+                    &format!("pcie-root-port,id={port},chassis={}", d + 1),
+                ]);
+            }
+            let controller = format!("vser{d}");
+            qemu.args(["-device", &arch.serial_device(&controller, device.slot)]);
+            for (p, port) in device.ports.iter().enumerate() {
+                let chardev = format!("ch{d}x{p}");
+                match port {
+                    Port::Console => {
+                        qemu.args(["-chardev", &format!("null,id={chardev}")])
+                            .args([
+                                "-device",
+                                &format!("virtconsole,bus={controller}.0,chardev={chardev},nr=0"),
+                            ]);
+                    }
+                    Port::Named(name) => {
+                        let socket = dir.join(format!("port-{d}-{p}.sock"));
+                        qemu.arg("-chardev")
+                            .arg(format!(
+                                "socket,path={},server=on,wait=off,id={chardev}",
+                                socket.display()
+                            ))
+                            .args([
+                                "-device",
+                                &format!(
+                                    "virtserialport,bus={controller}.0,chardev={chardev},name={name}"
+                                ),
+                            ]);
+                        sockets.push((name.clone(), socket));
+                    }
+                }
+            }
+        }
+        let socket = sockets
+            .iter()
+            .find(|(n, _)| n == AGENT_PORT)
+            .map_or_else(|| dir.join("no-agent-port.sock"), |(_, s)| s.clone());
         let started = Instant::now();
         let child = qemu
             .stdin(Stdio::null())
@@ -253,12 +391,13 @@ impl Guest {
             arch,
             started,
             socket,
-            other_sockets,
+            sockets,
             serial_log,
+            qmp_socket,
             image,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !(guest.socket.exists() && guest.other_sockets.iter().all(|s| s.exists())) {
+        while !(guest.qmp_socket.exists() && guest.sockets.iter().all(|(_, s)| s.exists())) {
             if let Some(status) = guest.child.try_wait().expect("poll qemu") {
                 panic!(
                     "{} exited with {status}:\n{}",
@@ -294,6 +433,18 @@ impl Guest {
     /// A client connection to the agent's port (10 s read time-out).
     pub fn connect(&self) -> Conn {
         Conn::new(self.stream())
+    }
+
+    /// A QMP connection, capabilities negotiated (20 s to connect).
+    pub fn qmp(&self) -> Qmp {
+        Qmp::connect(&self.qmp_socket, Instant::now() + Duration::from_secs(20))
+    }
+
+    /// A QMP command's `return` value (panics on QMP's error).
+    pub fn qmp_execute(&self, command: &str) -> Value {
+        self.qmp()
+            .execute(command, None, Instant::now() + Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("QMP {command}: {e}"))
     }
 
     /// The serial line's bytes so far.

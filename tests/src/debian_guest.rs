@@ -29,7 +29,7 @@
 //! console log when the test is failing.
 
 use std::fs::{self, File};
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -42,6 +42,7 @@ use crate::linux_guest::{
     assets, cpio_of, install, module_bytes, run_tool, static_agent_bin, target_dir, write_exec,
     HostConn, PORT_NAME,
 };
+use crate::qmp::{Lines, Qmp};
 use crate::{scratch_dir, workspace_root};
 
 /// The Debian release the images are built from.
@@ -317,54 +318,6 @@ pub struct Output {
     pub text: String,
 }
 
-/// Lines from a QEMU socket, each read awaited until a deadline.
-struct Lines {
-    stream: UnixStream,
-    pending: Vec<u8>,
-}
-
-impl Lines {
-    fn new(stream: UnixStream) -> Lines {
-        Lines {
-            stream,
-            pending: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream
-            .write_all(bytes)
-            .expect("write to a QEMU socket");
-    }
-
-    /// The next line without its newline; `None` at `deadline` or when
-    /// QEMU closes the socket (it exited).
-    fn next(&mut self, deadline: Instant) -> Option<Vec<u8>> {
-        loop {
-            if let Some(at) = self.pending.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.pending.drain(..=at).collect();
-                line.pop();
-                return Some(line);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            self.stream
-                .set_read_timeout(Some(left))
-                .expect("set timeout");
-            let mut buf = [0u8; 4096];
-            match self.stream.read(&mut buf) {
-                Ok(0) => return None,
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => panic!("read a QEMU socket: {e}"),
-            }
-        }
-    }
-}
-
 /// The control channel: lines `TAG COMMAND` out, `TAG: LINE` and
 /// `TAG-end STATUS` back (see `scripts/debian-image.sh`).
 struct Control {
@@ -394,82 +347,6 @@ impl Control {
                 let status = status.trim().parse().expect("an exit status");
                 return Some(Output { status, text });
             }
-        }
-    }
-}
-
-/// A QMP connection (capabilities negotiated); events are kept until
-/// waited for.
-struct Qmp {
-    lines: Lines,
-    events: Vec<Value>,
-}
-
-impl Qmp {
-    fn connect(socket: &Path, deadline: Instant) -> Qmp {
-        let stream = loop {
-            match UnixStream::connect(socket) {
-                Ok(s) => break s,
-                Err(e) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "cannot connect to QMP at {}: {e}",
-                        socket.display()
-                    );
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        };
-        let mut qmp = Qmp {
-            lines: Lines::new(stream),
-            events: Vec::new(),
-        };
-        let greeting = qmp.next_message(deadline).expect("QMP greeting");
-        assert!(greeting.get("QMP").is_some(), "not QMP: {greeting}");
-        qmp.execute("qmp_capabilities", None, deadline)
-            .expect("qmp_capabilities");
-        qmp
-    }
-
-    fn next_message(&mut self, deadline: Instant) -> Option<Value> {
-        let line = self.lines.next(deadline)?;
-        Some(serde_json::from_slice(&line).expect("QMP sends JSON"))
-    }
-
-    fn execute(
-        &mut self,
-        execute: &str,
-        arguments: Option<Value>,
-        deadline: Instant,
-    ) -> Result<Value, Value> {
-        let mut request = serde_json::json!({ "execute": execute });
-        if let Some(arguments) = arguments {
-            request["arguments"] = arguments;
-        }
-        let mut line = serde_json::to_vec(&request).expect("JSON");
-        line.push(b'\n');
-        self.lines.send(&line);
-        loop {
-            let message = self
-                .next_message(deadline)
-                .unwrap_or_else(|| panic!("no QMP answer to {execute}"));
-            if let Some(ret) = message.get("return") {
-                return Ok(ret.clone());
-            }
-            if let Some(error) = message.get("error") {
-                return Err(error.clone());
-            }
-            self.events.push(message);
-        }
-    }
-
-    fn wait_event(&mut self, name: &str, deadline: Instant) -> Option<Value> {
-        loop {
-            if let Some(i) = self.events.iter().position(|e| e["event"] == name) {
-                return Some(self.events.remove(i));
-            }
-            let message = self.next_message(deadline)?;
-            self.events.push(message);
         }
     }
 }

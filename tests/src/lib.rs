@@ -129,6 +129,53 @@ impl Drop for RunningAgent {
     }
 }
 
+/// Connect to a unix socket QEMU may not have created yet, retrying
+/// until `deadline`; `what` names it if that fails.
+pub fn connect_until(socket: &Path, deadline: Instant, what: &str) -> UnixStream {
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => return stream,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot connect to {what} at {}: {e}",
+                    socket.display()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// One read from `stream` into `into`, waiting until `deadline`: the
+/// bytes read (0 when the peer closed or reset the connection), or
+/// `None` at the deadline. Leaves the stream's read time-out changed.
+pub fn read_until(stream: &mut UnixStream, deadline: Instant, into: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        stream.set_read_timeout(Some(left)).expect("set timeout");
+        let mut buf = [0u8; 65536];
+        match stream.read(&mut buf) {
+            Ok(n) => {
+                into.extend_from_slice(&buf[..n]);
+                return Some(n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(0),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => panic!("read a socket: {e}"),
+        }
+    }
+}
+
 /// One connection, with a time-out on every read.
 pub struct Conn {
     /// The socket.
@@ -166,6 +213,30 @@ impl Conn {
         loop {
             if let Some(Event::Synced) = self.next_event_raw() {
                 return;
+            }
+        }
+    }
+
+    /// The handshake with `id`, given up after `timeout` without an
+    /// answer: whether it completed.
+    pub fn try_sync(&mut self, id: i64, timeout: Duration) -> bool {
+        let hello = self.client.begin_sync(id, SyncMode::Delimited);
+        self.send(&hello);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.pending.is_empty() {
+                let read = read_until(&mut self.stream, deadline, &mut self.pending);
+                self.stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("set timeout");
+                match read {
+                    None => return false,
+                    Some(0) => panic!("agent closed the connection"),
+                    Some(_) => continue,
+                }
+            }
+            if let Some(Event::Synced) = self.sync_step() {
+                return true;
             }
         }
     }
@@ -209,6 +280,12 @@ impl Conn {
         if self.pending.is_empty() {
             self.fill();
         }
+        self.sync_step()
+    }
+
+    /// Feed what has been read to the handshake: `Synced` once it is
+    /// done.
+    fn sync_step(&mut self) -> Option<Event<'static>> {
         let (used, event) = self.client.feed(&self.pending);
         let synced = matches!(event, Some(Event::Synced));
         let other = event.is_some() && !synced;
@@ -300,6 +377,7 @@ pub mod conformance;
 pub mod debian_guest;
 pub mod libvirt;
 pub mod linux_guest;
+pub mod qmp;
 
 /// Debian's qemu-ga (package `qemu-guest-agent`), the reference peer.
 pub fn qemu_ga_bin() -> PathBuf {

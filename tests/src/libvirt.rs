@@ -591,19 +591,7 @@ impl Console {
     /// Connect to the console socket (bounded) and start keeping its output.
     fn connect(socket: &Path, log_file: &Path) -> Console {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let stream = loop {
-            match UnixStream::connect(socket) {
-                Ok(s) => break s,
-                Err(e) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "cannot connect to the console {}: {e}",
-                        socket.display()
-                    );
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        };
+        let stream = crate::connect_until(socket, deadline, "the console");
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut reader = stream.try_clone().expect("clone the console socket");
         let mut file = fs::File::create(log_file).expect("create the console log");

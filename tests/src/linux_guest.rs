@@ -18,7 +18,7 @@
 //! [`Guest::cpu_sample_after`] reads back from the console log.
 
 use std::fs::{self, File};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -1094,24 +1094,14 @@ impl HostConn {
 
     /// Read once, waiting until `deadline`; false on time-out.
     fn fill(&mut self, deadline: Instant) -> bool {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        self.stream
-            .set_read_timeout(Some(left))
-            .expect("set timeout");
-        let mut buf = [0u8; 65536];
-        match self.stream.read(&mut buf) {
-            Ok(0) => panic!("QEMU closed the chardev connection"),
-            Ok(n) => {
-                self.pending.extend_from_slice(&buf[..n]);
-                self.received.extend_from_slice(&buf[..n]);
+        let before = self.pending.len();
+        match crate::read_until(&mut self.stream, deadline, &mut self.pending) {
+            None => false,
+            Some(0) => panic!("QEMU closed the chardev connection"),
+            Some(_) => {
+                self.received.extend_from_slice(&self.pending[before..]);
                 true
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
-            Err(e) if e.kind() == ErrorKind::Interrupted => true,
-            Err(e) => panic!("read from the port: {e}"),
         }
     }
 

@@ -1,16 +1,21 @@
-//! The bare-metal guests (`agent-baremetal`'s guest images) under QEMU,
-//! with the agent's port found by name among several: the sync handshake
-//! with our client and with the `qapi` crate's, every command the guests
-//! serve, stale input and output left by earlier clients, garbage,
-//! reconnect storms, `guest-shutdown` in each mode, and the guest's defmt
-//! log, decoded on the host with `defmt-decoder`.
+//! The bare-metal guests (`agent-baremetal`'s guest images: riscv64
+//! `virt` over virtio-mmio, x86_64 `q35` over virtio-pci) under QEMU,
+//! with the agent's port found by name among several: the sync
+//! handshake with our client and with the `qapi` crate's, every command
+//! the guests serve, stale input and output left by earlier clients,
+//! garbage, reconnect storms, `guest-shutdown` in each mode (QEMU's exit
+//! status, and why it stopped as QMP reports it), the agent's port on a
+//! second controller, a guest without one failing visibly, and the
+//! guest's defmt log, decoded on the host with `defmt-decoder`.
 //!
 //! Every scenario is a function of the platform ([`Arch`]); `scenarios!`
-//! makes one test per scenario and platform (`baremetal_e2e_riscv64_...`).
-//! The ignored `..._idle_cpu_and_round_trip` of each platform prints the
-//! QEMU process's CPU use while the guest is idle and the guest-ping
-//! round trip, busy-waiting against sleeping (`scripts/test.sh` runs it);
-//! it asserts nothing about either figure.
+//! makes one test per scenario and platform (`riscv64::baremetal_e2e_...`,
+//! `x86_64::baremetal_e2e_...`). The PCI layouts only q35 has (qboot's
+//! unassigned BARs, a PCIe root port, BARs above 4 GiB) are tests of
+//! their own (`x86_64_pci::...`). The ignored `..._idle_cpu_and_round_trip`
+//! of each platform prints the QEMU process's CPU use while the guest is
+//! idle and the guest-ping round trip, busy-waiting against sleeping
+//! (`scripts/test.sh` runs it); it asserts nothing about either figure.
 //!
 //! Needs QEMU, its firmware and the bare-metal targets
 //! (`bash scripts/e2e-setup.sh`).
@@ -19,25 +24,75 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tests::baremetal::{split_boots, Arch, Boot, Guest, AGENT_PORT, OTHER_PORTS};
+use tests::baremetal::{
+    split_boots, Arch, Boot, Device, Firmware, Guest, Slot, AGENT_PORT, OTHER_PORTS,
+};
 
 /// The host name the images are built with (`QGA_GUEST_HOST_NAME`, see
 /// `tests::baremetal`).
 const HOST_NAME: &str = tests::baremetal::HOST_NAME;
 
 /// The commands the guests serve, as `guest-info` lists them (reverse
-/// registration order), with their success-response flags.
+/// registration order, qemu-ga's schema order), with their
+/// success-response flags.
 const SERVED: [(&str, bool); 9] = [
     ("guest-get-osinfo", true),
     ("guest-get-host-name", true),
     ("guest-shutdown", false),
+    ("guest-info", true),
     ("guest-set-time", true),
     ("guest-get-time", true),
-    ("guest-info", true),
     ("guest-ping", true),
     ("guest-sync", true),
     ("guest-sync-delimited", true),
 ];
+
+/// A QMP wait's deadline from now.
+fn within(seconds: u64) -> Instant {
+    Instant::now() + Duration::from_secs(seconds)
+}
+
+/// Why QEMU stops after `guest-shutdown` in `mode`, as QMP's SHUTDOWN
+/// event says: `guest-shutdown` for a power-off, `guest-reset` for a
+/// reset under `-no-reboot`. QEMU 7.2's sifive_test device (riscv64
+/// `virt`'s power-off) ends QEMU itself, without the event.
+fn shutdown_reason(arch: Arch, mode: &str) -> Option<&'static str> {
+    match (arch, mode) {
+        (Arch::Riscv64Virt, "powerdown") => None,
+        (_, "powerdown") => Some("guest-shutdown"),
+        (_, "reboot") => Some("guest-reset"),
+        _ => panic!("{mode} does not stop QEMU"),
+    }
+}
+
+/// Send `guest-shutdown` in `mode` on `conn` and wait for QEMU to stop:
+/// no answer may come, QEMU must exit with status 0, and QMP must say
+/// why ([`shutdown_reason`]).
+fn shut_down(guest: &mut Guest, conn: &mut tests::Conn, mode: &str) {
+    let mut qmp = guest.qmp();
+    conn.send(
+        format!(r#"{{"execute": "guest-shutdown", "arguments": {{"mode": "{mode}"}}}}"#).as_bytes(),
+    );
+    // `None` also when QEMU exits without the event (its socket closes).
+    let event = qmp.wait_event("SHUTDOWN", within(30));
+    let status = guest.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "QEMU did not exit cleanly after guest-shutdown {mode}: {status:?}\n{}",
+        guest.qemu_stderr()
+    );
+    if let Some(event) = &event {
+        assert_eq!(event["data"]["guest"], true, "{event}");
+    }
+    let reason = event.as_ref().and_then(|e| e["data"]["reason"].as_str());
+    assert_eq!(reason, shutdown_reason(guest.arch, mode), "{event:?}");
+    let leftover = conn.read_for(Duration::from_millis(100));
+    assert!(
+        !leftover.contains(&b'{'),
+        "guest-shutdown answered: {:?}",
+        String::from_utf8_lossy(&leftover)
+    );
+}
 
 fn err(class: &str, desc: &str) -> Result<String, (String, String)> {
     Err((class.into(), desc.into()))
@@ -144,6 +199,15 @@ fn handshake_commands_and_log(arch: Arch) {
     assert_eq!(
         conn.call("guest-ping", Some(r#"{"x": 1}"#)).0,
         err("GenericError", "Parameter 'x' is unexpected")
+    );
+    // guest-sync-delimited outside the handshake: the sentinel, then the
+    // answer, byte for byte.
+    conn.send(br#"{"execute": "guest-sync-delimited", "arguments": {"id": 77}}"#);
+    let raw = conn.read_for(Duration::from_millis(500));
+    // (The newline that ended the previous answer may still be unread.)
+    assert_eq!(
+        raw.strip_prefix(b"\n").unwrap_or(&raw),
+        b"\xff{\"return\": 77}\n"
     );
 
     let (info, _) = conn.call("guest-info", None);
@@ -315,22 +379,11 @@ fn handshake_commands_and_log(arch: Arch) {
         }
     }
 
-    // No success response; QEMU ends with status 0.
+    // No success response; the machine powers off (QMP: the guest shut
+    // down) and QEMU ends with status 0.
     let mut conn = guest.connect();
     conn.sync(2);
-    conn.send(br#"{"execute": "guest-shutdown", "arguments": {"mode": "powerdown"}}"#);
-    let status = guest.wait_exit(Duration::from_secs(30));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "QEMU did not exit cleanly after guest-shutdown: {status:?}\n{}",
-        guest.qemu_stderr()
-    );
-    let leftover = conn.read_for(Duration::from_millis(100));
-    assert!(
-        !leftover.contains(&b'{'),
-        "guest-shutdown answered: {:?}",
-        String::from_utf8_lossy(&leftover)
-    );
+    shut_down(&mut guest, &mut conn, "powerdown");
 
     // The log: one boot, the ports found by name, the agent's served,
     // host events, agent-core's protocol errors, the shutdown.
@@ -494,6 +547,25 @@ fn garbage_and_reconnect_storm(arch: Arch) {
         guest.qemu_stderr()
     );
 
+    // QEMU 7.2 can leave the port throttled for the next client when a
+    // client leaves while QEMU writes the guest's output to it
+    // (`flush_buf` fails after the close and throttles the port with no
+    // chardev to watch): no guest can clear it, the next host close
+    // does (tests/README.md). The first client after the storm may
+    // therefore need a second connection, as libvirt makes after its
+    // time-out; every later one must be answered at once.
+    {
+        let mut first = guest.connect();
+        if !first.try_sync(999, Duration::from_secs(5)) {
+            println!(
+                "{arch:?}: the first client after the storm got no answer in 5 s \
+                 (QEMU's throttled port); reconnecting"
+            );
+            drop(first);
+            let mut again = guest.connect();
+            again.sync(998);
+        }
+    }
     // Quick whole sessions, each client gone before the next: the guest
     // must see every client leave (a host event per session, reset
     // between the clients' data, none of the next client's lost).
@@ -513,13 +585,7 @@ fn garbage_and_reconnect_storm(arch: Arch) {
         conn.call("guest-sync", Some(r#"{"id": 3}"#)).0,
         Ok("3".into())
     );
-    conn.send(br#"{"execute": "guest-shutdown"}"#);
-    let status = guest.wait_exit(Duration::from_secs(30));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "QEMU did not exit cleanly: {status:?}\n{}",
-        guest.qemu_stderr()
-    );
+    shut_down(&mut guest, &mut conn, "powerdown");
     let boots = decode_log(&guest);
     assert!(
         !boots.iter().flatten().any(|l| l.level == "error"),
@@ -592,9 +658,8 @@ fn shutdown_reboot_ends_qemu_under_no_reboot(arch: Arch) {
     let mut guest = Guest::boot(arch, "reboot-exit");
     let mut conn = guest.connect();
     conn.sync(12);
-    conn.send(br#"{"execute": "guest-shutdown", "arguments": {"mode": "reboot"}}"#);
-    let status = guest.wait_exit(Duration::from_secs(30));
-    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    // QMP: a reset, which -no-reboot turns into QEMU's exit.
+    shut_down(&mut guest, &mut conn, "reboot");
     assert!(logged(
         &decode_log(&guest)[0],
         "info",
@@ -625,6 +690,76 @@ fn shutdown_halt_stops_without_power_off(arch: Arch) {
     let answer = conn.read_for(Duration::from_secs(2));
     assert!(answer.is_empty(), "a halted guest answered: {answer:?}");
     assert!(guest.is_running());
+    let status = guest.qmp_execute("query-status");
+    assert_eq!(status["status"], "running", "{status}");
+}
+
+/// The agent's port on a second virtio-serial controller, the first one
+/// having named ports but not the agent's: discovery goes on to the
+/// second and serves it.
+fn agent_port_on_second_device(arch: Arch) {
+    let mut guest = Guest::boot_with(
+        arch,
+        "second-device",
+        &Boot {
+            devices: vec![
+                Device::named(Slot::Root, &["org.example.a", "org.example.b"]),
+                Device::named(Slot::Root, &["org.example.c", AGENT_PORT, "org.example.d"]),
+            ],
+            ..Boot::default()
+        },
+    );
+    let mut conn = guest.connect();
+    conn.sync(21);
+    assert_eq!(conn.call("guest-ping", None), (Ok("{}".into()), None));
+    shut_down(&mut guest, &mut conn, "powerdown");
+    let log = &decode_log(&guest)[0];
+    // "<device>: port N name" and "<device>: serving port N".
+    let device_of = |parts: &[&str]| {
+        let line = log
+            .iter()
+            .find(|l| parts.iter().all(|p| l.message.contains(p)))
+            .unwrap_or_else(|| panic!("no line with {parts:?}: {log:#?}"));
+        line.message.split(": ").next().unwrap().to_string()
+    };
+    let first = device_of(&["port 1 org.example.a"]);
+    let second = device_of(&["port 2 org.qemu.guest_agent.0"]);
+    assert_ne!(first, second, "{log:#?}");
+    assert_eq!(device_of(&["serving port 2"]), second, "{log:#?}");
+}
+
+/// No controller has a port with the agent's name: the guest says so in
+/// its log and fails (QEMU exits with the platform's failure status for
+/// `exit::NO_PORT`, 2).
+fn no_agent_port_fails_visibly(arch: Arch) {
+    let mut guest = Guest::boot_with(
+        arch,
+        "no-port",
+        &Boot {
+            devices: vec![Device::named(Slot::Root, &["org.example.only"])],
+            ..Boot::default()
+        },
+    );
+    let status = guest.wait_exit(Duration::from_secs(30));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(arch.fail_status(2)),
+        "{status:?}\n{}",
+        guest.qemu_stderr()
+    );
+    let log = &decode_log(&guest)[0];
+    assert!(
+        logged(log, "info", &["port 1 org.example.only"]),
+        "{log:#?}"
+    );
+    assert!(
+        logged(
+            log,
+            "error",
+            &["no virtio console port named org.qemu.guest_agent.0"]
+        ),
+        "{log:#?}"
+    );
 }
 
 /// Boot `arch` with `append`, then measure: QEMU's CPU use over 10 s
@@ -730,6 +865,16 @@ macro_rules! scenarios {
             }
 
             #[test]
+            fn baremetal_e2e_agent_port_on_second_device() {
+                agent_port_on_second_device($arch);
+            }
+
+            #[test]
+            fn baremetal_e2e_no_agent_port_fails_visibly() {
+                no_agent_port_fails_visibly($arch);
+            }
+
+            #[test]
             #[ignore = "a benchmark: prints figures (scripts/test.sh runs it)"]
             fn baremetal_e2e_idle_cpu_and_round_trip() {
                 idle_cpu_and_round_trip($arch);
@@ -739,3 +884,103 @@ macro_rules! scenarios {
 }
 
 scenarios!(riscv64, Arch::Riscv64Virt);
+scenarios!(x86_64, Arch::X86_64Q35);
+
+/// PCI layouts only q35 has: firmware that leaves BARs unassigned, PCIe
+/// root ports (where libvirt puts devices), BARs above 4 GiB.
+mod x86_64_pci {
+    use super::*;
+
+    /// Boot q35 with `boot`, sync and ping, power off; the decoded log.
+    fn boots_and_serves(name: &str, boot: &Boot) -> Vec<LogLine> {
+        let mut guest = Guest::boot_with(Arch::X86_64Q35, name, boot);
+        let mut conn = guest.connect();
+        conn.sync(7);
+        assert_eq!(conn.call("guest-ping", None), (Ok("{}".into()), None));
+        shut_down(&mut guest, &mut conn, "powerdown");
+        decode_log(&guest).remove(0)
+    }
+
+    /// qboot assigns no BARs: the guest assigns both controllers' (the
+    /// agent's port is on the second).
+    #[test]
+    fn baremetal_e2e_qboot_unassigned_bars() {
+        let log = boots_and_serves(
+            "qboot",
+            &Boot {
+                firmware: Firmware::Qboot,
+                devices: vec![
+                    Device::named(Slot::Root, &["org.example.a", "org.example.b"]),
+                    Device::named(Slot::Root, &["org.example.c", AGENT_PORT, "org.example.d"]),
+                ],
+                ..Boot::default()
+            },
+        );
+        assert!(
+            logged(&log, "info", &["pci 00:01.0: assigned 2 BARs"]),
+            "{log:#?}"
+        );
+        assert!(
+            logged(&log, "info", &["pci 00:02.0: assigned 2 BARs"]),
+            "{log:#?}"
+        );
+        assert!(
+            logged(&log, "info", &["pci 00:02.0: serving port 2"]),
+            "{log:#?}"
+        );
+    }
+
+    /// qboot with the controller behind a PCIe root port: the bridge has
+    /// no memory window either; the guest gives it one.
+    #[test]
+    fn baremetal_e2e_qboot_behind_a_root_port() {
+        let log = boots_and_serves(
+            "qboot-root-port",
+            &Boot {
+                firmware: Firmware::Qboot,
+                devices: vec![Device::named(
+                    Slot::RootPort("rp0"),
+                    &["org.example.e", AGENT_PORT],
+                )],
+                ..Boot::default()
+            },
+        );
+        assert!(
+            logged(&log, "info", &["pci 01:00.0: assigned 2 BARs"]),
+            "{log:#?}"
+        );
+        assert!(
+            logged(&log, "info", &["pci 01:00.0: serving port 2"]),
+            "{log:#?}"
+        );
+    }
+
+    /// Behind a PCIe root port with a 1 GiB BAR that makes SeaBIOS put
+    /// every 64-bit BAR above 4 GiB: the guest maps the virtio
+    /// registers there and serves.
+    #[test]
+    fn baremetal_e2e_root_port_bars_above_4_gib() {
+        let log = boots_and_serves(
+            "root-port-high",
+            &Boot {
+                devices: vec![Device::named(
+                    Slot::RootPort("rp0"),
+                    &[AGENT_PORT, "org.example.after"],
+                )],
+                high_bars: true,
+                ..Boot::default()
+            },
+        );
+        let line = log
+            .iter()
+            .find(|l| l.message.contains("pci 01:00.0: virtio common config at"))
+            .unwrap_or_else(|| panic!("{log:#?}"));
+        let address = u64::from_str_radix(line.message.rsplit("0x").next().unwrap().trim(), 16)
+            .expect("a hex address");
+        assert!(address >= 1 << 32, "{}", line.message);
+        assert!(
+            logged(&log, "info", &["pci 01:00.0: serving port 1"]),
+            "{log:#?}"
+        );
+    }
+}

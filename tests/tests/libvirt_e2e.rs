@@ -442,23 +442,10 @@ fn freeze_thaw(run: &mut Run) {
 /// not running), bounded.
 fn connect_channel(socket: &Path) -> UnixStream {
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match UnixStream::connect(socket) {
-            Ok(s) => {
-                s.set_read_timeout(Some(Duration::from_secs(1)))
-                    .expect("set timeout");
-                return s;
-            }
-            Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "connect {}: {e}",
-                    socket.display()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
+    let s = tests::connect_until(socket, deadline, "the agent's channel");
+    s.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("set timeout");
+    s
 }
 
 /// Read from `s` until `want` has arrived or `timeout` passes; whether it

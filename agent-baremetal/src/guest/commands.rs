@@ -65,6 +65,44 @@ pub struct OsInfo<'a> {
     pub variant_id: Option<&'a str>,
 }
 
+/// The [`OsInfo`] of an image built from this workspace: binary `bin`
+/// (e.g. `"q35-guest"`) for `machine` (`uname -m`, e.g. `"x86_64"`) on
+/// `board` (e.g. `"q35"`), at its package's version: `id`
+/// `qga-rs-<bin>`, `name` `qga-rs <bin>`, the version as
+/// `kernel-release`, `version` and `version-id`.
+///
+/// ```
+/// let info: agent_baremetal::guest::OsInfo<'static> =
+///     agent_baremetal::image_os_info!(bin: "q35-guest", machine: "x86_64", board: "q35");
+/// assert_eq!(info.id, Some("qga-rs-q35-guest"));
+/// assert_eq!(info.kernel_version, Some("agent-baremetal q35-guest, x86_64 q35, no OS"));
+/// ```
+#[macro_export]
+macro_rules! image_os_info {
+    (bin: $bin:literal, machine: $machine:literal, board: $board:literal $(,)?) => {
+        $crate::guest::OsInfo {
+            kernel_release: Some(env!("CARGO_PKG_VERSION")),
+            kernel_version: Some(concat!(
+                "agent-baremetal ",
+                $bin,
+                ", ",
+                $machine,
+                " ",
+                $board,
+                ", no OS"
+            )),
+            machine: Some($machine),
+            id: Some(concat!("qga-rs-", $bin)),
+            name: Some(concat!("qga-rs ", $bin)),
+            pretty_name: Some(concat!("qga-rs ", $bin, " ", env!("CARGO_PKG_VERSION"))),
+            version: Some(env!("CARGO_PKG_VERSION")),
+            version_id: Some(env!("CARGO_PKG_VERSION")),
+            variant: None,
+            variant_id: None,
+        }
+    };
+}
+
 /// The guest's command table, agent-core's commands included.
 pub struct GuestCommands<'p, P: Platform> {
     platform: &'p P,

@@ -15,6 +15,14 @@
 pub const LOG_BANNER: &str =
     "qga-rs guest: the log below is defmt frames; decode it with `defmt-print -e IMAGE`\n";
 
+/// Start a guest's log on `write` (e.g. a UART's): [`LOG_BANNER`], then
+/// a zero byte that ends whatever came before (firmware text) as a
+/// malformed frame, so the frames that follow decode.
+pub fn begin(write: fn(&[u8])) {
+    write(LOG_BANNER.as_bytes());
+    write(&[0]);
+}
+
 /// Log at `info` level (defmt syntax); nothing without the `defmt`
 /// feature.
 macro_rules! log_info {
@@ -179,5 +187,26 @@ macro_rules! defmt_logger {
         }
 
         defmt::timestamp!("{=u64:us}", $uptime);
+    };
+}
+
+/// Define the program's panic handler: log the panic through defmt at
+/// `error` level, then end the run with
+/// [`exit::PANIC`](crate::guest::exit::PANIC) through `fail` (a
+/// `fn(u16) -> !`, e.g. the platform's). Needs the crate's `defmt`
+/// feature and `defmt` as a dependency of the program.
+///
+/// ```text
+/// agent_baremetal::defmt_panic_handler!(fail: platform::fail);
+/// ```
+#[cfg(feature = "defmt")]
+#[macro_export]
+macro_rules! defmt_panic_handler {
+    (fail: $fail:path $(,)?) => {
+        #[panic_handler]
+        fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+            defmt::error!("panic: {}", defmt::Display2Format(info));
+            $fail($crate::guest::exit::PANIC)
+        }
     };
 }

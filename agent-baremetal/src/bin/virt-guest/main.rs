@@ -14,11 +14,13 @@
 //! ```
 //!
 //! Everything but the machine is `agent_baremetal::guest`: it probes the
-//! eight virtio-mmio slots for console devices, runs the multiport
-//! control protocol on each until a port with that name shows up (falling
-//! back to port 0 of a console without MULTIPORT), serves agent-core's
-//! commands and the guest's own, and sleeps in `wfi` whenever there is
-//! nothing to do (`-append qga.wait=poll` busy-waits instead). This file
+//! eight virtio-mmio slots for console devices (from the last, where QEMU
+//! puts the first device), runs the multiport control protocol on each
+//! until a port with that name shows up (falling back to port 0 of a
+//! console without MULTIPORT), serves agent-core's commands and the
+//! guest's own, resets the console when QEMU keeps its transmit buffers,
+//! and sleeps in `wfi` whenever there is nothing to do (`-append
+//! qga.wait=poll` busy-waits instead). This file
 //! and `platform.rs` are the machine: the PLIC and the SBI timer for
 //! waking, the goldfish RTC for the time, the sifive_test device for
 //! `guest-shutdown` (powerdown: QEMU exits 0; reboot: reset; halt: the
@@ -38,22 +40,17 @@ mod platform;
 
 #[cfg(all(target_arch = "riscv64", target_os = "none"))]
 mod guest {
-    use agent_baremetal::guest::{self, exit, log::LOG_BANNER, Platform};
+    use agent_baremetal::guest::{self, Platform};
 
-    use crate::platform::{self, BumpHal, Virt};
-
-    /// Ports per console device (ids 0..PORTS).
-    const PORTS: usize = 4;
+    use crate::platform::{self, Dma, Virt};
 
     agent_baremetal::defmt_logger!(write: platform::uart_write, uptime_us: platform::uptime_us());
+    agent_baremetal::defmt_panic_handler!(fail: platform::fail);
 
     /// Entry from `_start` (a0 = hart id, a1 = device tree).
     #[no_mangle]
     extern "C" fn guest_main(hart: usize, dtb: usize) -> ! {
-        // A text line, then a zero byte that ends whatever came before as
-        // a (malformed) frame: the defmt frames follow.
-        platform::uart_write(LOG_BANNER.as_bytes());
-        platform::uart_write(&[0]);
+        guest::log::begin(platform::uart_write);
         let virt = Virt::new(dtb);
         defmt::info!(
             "virt-guest {=str}: hart {=usize}, dtb {=usize:#x}, boot args {=str:?}",
@@ -62,17 +59,12 @@ mod guest {
             dtb,
             virt.boot_args()
         );
-        let transports = (0..platform::VIRTIO_SLOTS).filter_map(|slot| {
-            let transport = platform::virtio_slot(slot)?;
-            Some((u32::try_from(slot).ok()?, transport))
-        });
-        guest::run::<_, BumpHal, _, PORTS>(&virt, transports)
-    }
-
-    #[panic_handler]
-    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-        defmt::error!("panic: {}", defmt::Display2Format(info));
-        platform::fail(exit::PANIC);
+        // QEMU's `virt` fills the virtio-mmio slots from the last one:
+        // probing from there meets the devices in command-line order.
+        let transports = (0..platform::VIRTIO_SLOTS)
+            .rev()
+            .filter_map(platform::virtio_slot);
+        guest::run::<_, Dma, _, _, { guest::PORTS }>(&virt, transports)
     }
 }
 

@@ -16,16 +16,17 @@
 //! Interrupts are never taken: `sstatus.SIE` stays off, and `wfi` wakes
 //! on any interrupt enabled in `sie` (the external one, for the PLIC, and
 //! the timer, for deadlines) whether or not it is taken. So there is no
-//! trap vector; after waking, the guest claims and completes the PLIC's
-//! interrupt itself before it sleeps again.
+//! trap vector; before it sleeps, the guest claims and completes the
+//! PLIC's interrupt itself, and if there was one it does not sleep: the
+//! caller looks for work first.
 
 use core::cell::Cell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
+use agent_baremetal::guest::dma::{DmaArena, IdentityHal, IdentityMapped};
+use agent_baremetal::guest::uart::{Ns16550, Registers};
 use agent_baremetal::guest::{OsInfo, Platform, ShutdownMode};
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
-use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 const TEST_DEVICE: usize = 0x10_0000;
 const RTC: usize = 0x10_1000;
@@ -134,19 +135,27 @@ fn wfi() {
     unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
 }
 
-/// Write the log's bytes to the UART OpenSBI left initialised (binary:
-/// no newline translation), waiting while its transmitter is full.
-pub fn uart_write(bytes: &[u8]) {
-    for &byte in bytes {
-        // SAFETY: the UART's line status (offset 5) and transmit (offset 0)
-        // registers are byte-wide MMIO at these identity-mapped addresses.
-        unsafe {
-            while core::ptr::read_volatile((UART + 5) as *const u8) & 0x20 == 0 {
-                core::hint::spin_loop();
-            }
-            core::ptr::write_volatile(UART as *mut u8, byte);
-        }
+/// The UART's registers: bytes at consecutive MMIO addresses.
+struct UartMmio;
+
+impl Registers for UartMmio {
+    fn read(&self, index: u8) -> u8 {
+        // SAFETY: a byte register of the UART (identity-mapped MMIO at
+        // `UART`, eight registers); reading the line status has no side
+        // effects on memory.
+        unsafe { core::ptr::read_volatile((UART + usize::from(index)) as *const u8) }
     }
+
+    fn write(&self, index: u8, value: u8) {
+        // SAFETY: as for `read`; writing the transmit register sends a
+        // byte.
+        unsafe { core::ptr::write_volatile((UART + usize::from(index)) as *mut u8, value) }
+    }
+}
+
+/// Write the log's bytes to the UART OpenSBI left initialised.
+pub fn uart_write(bytes: &[u8]) {
+    Ns16550(UartMmio).write(bytes);
 }
 
 /// The boot arguments in the device tree OpenSBI passes at `dtb` (QEMU's
@@ -185,9 +194,15 @@ pub struct Virt {
 }
 
 impl Virt {
-    /// Take over the machine: route the virtio-mmio interrupts to this
-    /// hart's S-mode context and let them (and the timer) end `wfi`.
+    /// Take over the machine: hand the RAM after the stack to the DMA
+    /// arena, route the virtio-mmio interrupts to this hart's S-mode
+    /// context and let them (and the timer) end `wfi`.
     pub fn new(dtb: usize) -> Virt {
+        // SAFETY: `__dma_start` (virt.ld) is the page-aligned end of the
+        // image and its stack; the `DMA_ARENA_LEN` bytes after it are RAM
+        // (128 MiB from 0x8000_0000, the image takes well under 1 MiB)
+        // that nothing else uses, identity-mapped (paging is off).
+        unsafe { DMA.init(core::ptr::addr_of!(__dma_start) as usize, DMA_ARENA_LEN) };
         for slot in 0..VIRTIO_SLOTS {
             let source = VIRTIO_IRQ_BASE + slot;
             mmio_write32(PLIC + 4 * source, 1);
@@ -223,13 +238,19 @@ impl Platform for Virt {
     }
 
     fn wait_for_interrupt(&self, deadline_us: Option<u64>) {
-        // Complete what woke us last time: the PLIC forwards a source's
-        // next interrupt only after completion. One claim, not a loop: a
-        // line still high (work that arrived since the device was
-        // acknowledged) is pending again at once, and `wfi` returns.
+        // An interrupt pending now was raised after the caller last
+        // acknowledged the device, maybe after it last looked for work:
+        // claim it, complete it (the PLIC forwards a source's next
+        // interrupt only after completion) and return at once, so the
+        // caller looks again. Sleeping after the claim would lose it:
+        // QEMU 7.2's PLIC sets a source pending only when the device
+        // raises its line, not again at completion while the line is
+        // still high, and the device raises it no more until the guest
+        // acts (seen as a guest asleep in `wfi` with input waiting).
         let irq = mmio_read32(Self::CLAIM);
         if irq != 0 {
             mmio_write32(Self::CLAIM, irq);
+            return;
         }
         match deadline_us {
             Some(deadline) => {
@@ -269,18 +290,7 @@ impl Platform for Virt {
     }
 
     fn os_info(&self) -> OsInfo<'_> {
-        OsInfo {
-            kernel_release: Some(env!("CARGO_PKG_VERSION")),
-            kernel_version: Some("agent-baremetal virt-guest, riscv64 virt, no OS"),
-            machine: Some("riscv64"),
-            id: Some("qga-rs-virt-guest"),
-            name: Some("qga-rs virt-guest"),
-            pretty_name: Some(concat!("qga-rs virt-guest ", env!("CARGO_PKG_VERSION"))),
-            version: Some(env!("CARGO_PKG_VERSION")),
-            version_id: Some(env!("CARGO_PKG_VERSION")),
-            variant: None,
-            variant_id: None,
-        }
+        agent_baremetal::image_os_info!(bin: "virt-guest", machine: "riscv64", board: "virt")
     }
 
     fn boot_args(&self) -> &str {
@@ -288,8 +298,18 @@ impl Platform for Virt {
     }
 }
 
+/// A virtio-mmio slot, as the log names it.
+#[derive(Clone, Copy, Debug)]
+pub struct Slot(pub usize);
+
+impl defmt::Format for Slot {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "virtio-mmio {=usize}", self.0);
+    }
+}
+
 /// The transport of virtio-mmio slot `index`, if a device sits there.
-pub fn virtio_slot(index: usize) -> Option<MmioTransport<'static>> {
+pub fn virtio_slot(index: usize) -> Option<(Slot, MmioTransport<'static>)> {
     if index >= VIRTIO_SLOTS {
         return None;
     }
@@ -297,7 +317,8 @@ pub fn virtio_slot(index: usize) -> Option<MmioTransport<'static>> {
     // SAFETY: `virt` maps a virtio-mmio register block of 0x1000 bytes at
     // each slot address for the whole run; this guest creates at most one
     // transport per slot at a time (the probe drops failed ones).
-    unsafe { MmioTransport::new(header, VIRTIO_SLOT_LEN) }.ok()
+    let transport = unsafe { MmioTransport::new(header, VIRTIO_SLOT_LEN) }.ok()?;
+    Some((Slot(index), transport))
 }
 
 extern "C" {
@@ -305,49 +326,18 @@ extern "C" {
     static __dma_start: u8;
 }
 
-/// Bytes handed out by [`BumpHal`] so far.
-static DMA_USED: AtomicUsize = AtomicUsize::new(0);
+/// The DMA arena: the RAM after the stack.
+static DMA: DmaArena = DmaArena::new();
 
-/// DMA from a bump allocator over the RAM after the image; never freed
-/// (the guest allocates once, at start-up). Identity-mapped: physical
-/// address = pointer.
-pub struct BumpHal;
-
-// SAFETY: `dma_alloc` returns zeroed, page-aligned, exclusively owned RAM
-// (a region no Rust object uses, identity-mapped so the device sees the
-// same address); `share` returns a buffer's own address, valid for the
-// device for as long as the caller keeps the buffer alive.
-unsafe impl Hal for BumpHal {
-    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let len = pages.saturating_mul(PAGE_SIZE);
-        let offset = DMA_USED.fetch_add(len, Ordering::Relaxed);
-        if offset.saturating_add(len) > DMA_ARENA_LEN {
-            return (0, NonNull::dangling());
-        }
-        let base = core::ptr::addr_of!(__dma_start) as usize;
-        let ptr = (base + offset) as *mut u8;
-        // SAFETY: [ptr, ptr + len) lies in the arena after the image, inside
-        // the guest's RAM (128 MiB from 0x80000000, the arena needs a few
-        // MiB), page-aligned because `__dma_start` is and offsets are whole
-        // pages; nothing else refers to it.
-        unsafe { ptr.write_bytes(0, len) };
-        match NonNull::new(ptr) {
-            Some(vaddr) => (ptr as PhysAddr, vaddr),
-            None => (0, NonNull::dangling()),
-        }
+// SAFETY: paging is off (S-mode, `satp` = 0): every address is physical;
+// `DMA` is initialised in `Virt::new` with RAM nothing else uses, before
+// any console is set up; virtio-mmio registers are at their physical
+// addresses (the default `map_mmio`).
+unsafe impl IdentityMapped for Virt {
+    fn arena() -> &'static DmaArena {
+        &DMA
     }
-
-    unsafe fn dma_dealloc(_paddr: PhysAddr, _vaddr: NonNull<u8>, _pages: usize) -> i32 {
-        0
-    }
-
-    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
-        NonNull::new(paddr as *mut u8).unwrap_or(NonNull::dangling())
-    }
-
-    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
-        buffer.as_ptr().cast::<u8>() as PhysAddr
-    }
-
-    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
 }
+
+/// DMA for the virtio queues and buffers.
+pub type Dma = IdentityHal<Virt>;
