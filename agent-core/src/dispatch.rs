@@ -101,15 +101,17 @@ impl fmt::Display for DispatchError<'_> {
     }
 }
 
-/// Where the command called `name` is in `table` (most names differ from
-/// the one asked for in length, which `eq_str` compares first).
+/// Where the command called `name` is in `table`. Command names are
+/// ASCII without escapes, so bodies are compared as bytes first; only a
+/// name that is not plain (escapes, or beyond ASCII) is compared decoded.
 #[inline(never)]
 fn lookup<T: Commands>(table: &[Command<T>], name: &JsonStr<'_>) -> Option<usize> {
-    match name.plain() {
-        Some(body) => table
-            .iter()
-            .position(|c| c.info().name().as_bytes() == body),
-        None => table.iter().position(|c| name.eq_str(c.info().name())),
+    let raw = name.raw();
+    let body = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
+    let named = |c: &Command<T>| c.info().name().as_bytes() == body;
+    match table.iter().position(named) {
+        None if name.plain().is_none() => table.iter().position(|c| name.eq_str(c.info().name())),
+        found => found,
     }
 }
 

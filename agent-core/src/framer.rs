@@ -433,6 +433,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const ARGS: usize> Framer<B, ARGS> {
     }
 
     /// The end of a token, with a spill at hand.
+    #[cfg_attr(feature = "speed", inline(always))]
     fn end_spilling(&mut self, bytes: &[u8], kind: TokenKind, spill: &mut dyn Spill) {
         let SpillState::Streaming { at, stream } = &mut self.spill else {
             if matches!(self.spill, SpillState::Declined) {
@@ -474,7 +475,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const ARGS: usize> Framer<B, ARGS> {
 
     /// QEMU's `json_message_process_token` for one complete token, and the
     /// token to the parser.
-    #[inline(never)]
+    #[cfg_attr(feature = "speed", inline(always))]
     fn on_token(&mut self, kind: TokenKind) -> Option<Pending> {
         let token_len = core::mem::take(&mut self.token_len);
         match kind {
@@ -490,7 +491,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const ARGS: usize> Framer<B, ARGS> {
         if self.tokens.saturating_add(1) > MAX_TOKEN_COUNT {
             return Some(Pending::Limit(FrameError::TokenCountLimit));
         }
-        if self.braces.saturating_add(self.brackets) > MAX_NESTING {
+        let opens = matches!(kind, TokenKind::LeftBrace | TokenKind::LeftBracket);
+        if opens && self.braces.saturating_add(self.brackets) > MAX_NESTING {
             return Some(Pending::Limit(FrameError::NestingLimit));
         }
         self.tokens = self.tokens.saturating_add(1);

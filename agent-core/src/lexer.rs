@@ -161,6 +161,7 @@ impl Lexer {
     /// Consume bytes from `input` until one lexeme is complete or the input
     /// is exhausted. Each step's bytes are all of one [`Lexeme`] kind;
     /// a step consumes at least one byte unless `input` is empty.
+    #[cfg_attr(feature = "speed", inline(always))]
     pub fn step(&mut self, input: &[u8]) -> Step {
         if self.state == State::Recovery {
             // Skip to a resynchronisation point, which is lexed afresh.

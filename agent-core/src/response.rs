@@ -132,8 +132,7 @@ impl<'r> Reply<'r> {
         }
         if self.id.is_some() {
             let mut value = self.ok()?;
-            value.begin_object()?;
-            value.end_object()?;
+            value.json.inner().put(b"{}")?;
             return value.finish();
         }
         self.begin()?;

@@ -121,6 +121,9 @@ pub struct CommandInfo {
 
 impl CommandInfo {
     /// A command that answers on success and is disabled while frozen.
+    /// `name` is a QAPI name (ASCII letters, digits, `-`, `_`, `.`; no
+    /// backslash): requests are matched against it byte for byte unless
+    /// they spell the name with escapes.
     pub const fn new(name: &'static str) -> Self {
         CommandInfo {
             name,
