@@ -358,6 +358,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const ARGS: usize> Framer<B, ARGS> {
     /// Append to the buffer without counting the bytes as message bytes.
     fn put(&mut self, bytes: &[u8]) {
         let buf = self.buf.as_mut();
+        // Most tokens and most whitespace are one byte: no memcpy call.
+        if let ([byte], Some(slot)) = (bytes, buf.get_mut(self.len)) {
+            *slot = *byte;
+            self.len = self.len.saturating_add(1);
+            return;
+        }
         let room = buf.get_mut(self.len..).unwrap_or_default();
         let n = bytes.len().min(room.len());
         if let (Some(dst), Some(src)) = (room.get_mut(..n), bytes.get(..n)) {

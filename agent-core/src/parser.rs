@@ -269,6 +269,13 @@ struct Key {
     depth: u32,
 }
 
+const NO_KEYS: [Key; TRACKED_KEYS] = [Key {
+    hash: 0,
+    at: 0,
+    len: 0,
+    depth: 0,
+}; TRACKED_KEYS];
+
 /// The keys of the open objects, innermost last: each object's keys sit
 /// above those of the objects it is nested in, and go when it closes.
 #[derive(Clone, Debug)]
@@ -285,12 +292,7 @@ struct KeyTable {
 impl KeyTable {
     const fn new() -> Self {
         KeyTable {
-            keys: [Key {
-                hash: 0,
-                at: 0,
-                len: 0,
-                depth: 0,
-            }; TRACKED_KEYS],
+            keys: NO_KEYS,
             count: 0,
             untracked: false,
             pending: None,

@@ -57,7 +57,9 @@ impl Member {
     const EMPTY: Member = Member {
         key: Span { at: 0, len: 0 },
         value: Span { at: 0, len: 0 },
-        kind: ValueKind::Null,
+        // The first variant, so that an unused slot is all zeros and a
+        // new table is one memset; nothing reads an unused slot.
+        kind: ValueKind::Object,
         plain: false,
     };
 
@@ -162,6 +164,9 @@ pub(crate) struct Recorder<const ARGS: usize> {
 }
 
 impl<const ARGS: usize> Recorder<ARGS> {
+    /// All zeros, which the compiler writes with a memset.
+    const NO_MEMBERS: [Member; ARGS] = [Member::EMPTY; ARGS];
+
     pub(crate) const fn new() -> Self {
         Recorder {
             object: false,
@@ -177,7 +182,7 @@ impl<const ARGS: usize> Recorder<ARGS> {
             argument_plain: false,
             argument_value: 0,
             argument_kind: ValueKind::Null,
-            members: [Member::EMPTY; ARGS],
+            members: Self::NO_MEMBERS,
             count: 0,
             overflow: false,
         }
