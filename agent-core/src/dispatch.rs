@@ -104,7 +104,8 @@ impl fmt::Display for DispatchError<'_> {
 /// Where the command called `name` is in `table`. Command names are
 /// ASCII without escapes, so bodies are compared as bytes first; only a
 /// name that is not plain (escapes, or beyond ASCII) is compared decoded.
-#[inline(never)]
+#[cfg_attr(not(feature = "speed"), inline(never))]
+#[cfg_attr(feature = "speed", inline(always))]
 fn lookup<T: Commands>(table: &[Command<T>], name: &JsonStr<'_>) -> Option<usize> {
     let raw = name.raw();
     let body = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();

@@ -286,12 +286,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const ARGS: usize> Framer<B, ARGS> {
                                 && threshold.is_some_and(|t| {
                                     self.token_len.saturating_add(bytes.len()) > t
                                 });
-                            match bytes.split_last() {
-                                Some((quote, body)) if long => {
+                            match (bytes.split_last(), &self.spill) {
+                                (Some((quote, body)), _) if long => {
                                     self.partial_spilling(body, spill);
                                     self.end_spilling(core::slice::from_ref(quote), kind, spill);
                                 }
-                                _ => self.end_spilling(bytes, kind, spill),
+                                (_, SpillState::Streaming { .. }) => {
+                                    self.end_spilling(bytes, kind, spill);
+                                }
+                                _ => {
+                                    self.forget_declined_string();
+                                    self.store_token_bytes(bytes);
+                                }
                             }
                         }
                         None => self.store_token_bytes(bytes),
@@ -438,14 +444,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const ARGS: usize> Framer<B, ARGS> {
         self.token_len = self.token_len.saturating_add(n);
     }
 
+    /// A string the spill declined has ended: a later one may be offered.
+    fn forget_declined_string(&mut self) {
+        if matches!(self.spill, SpillState::Declined) {
+            self.spill = SpillState::None;
+        }
+    }
+
     /// The end of a token, with a spill at hand.
     #[cfg_attr(feature = "speed", inline(always))]
     fn end_spilling(&mut self, bytes: &[u8], kind: TokenKind, spill: &mut dyn Spill) {
         let SpillState::Streaming { at, stream } = &mut self.spill else {
-            if matches!(self.spill, SpillState::Declined) {
-                // A later string may be offered.
-                self.spill = SpillState::None;
-            }
+            self.forget_declined_string();
             self.store_token_bytes(bytes);
             return;
         };

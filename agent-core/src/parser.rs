@@ -311,6 +311,7 @@ impl KeyTable {
 
     /// Where an earlier key of the object at `depth` that reads as `key`
     /// (with `hash`) is, among the first `bound` entries.
+    #[cfg_attr(feature = "speed", inline(always))]
     fn find(
         &self,
         depth: usize,
@@ -333,6 +334,7 @@ impl KeyTable {
     /// Key `key` (the token at `at` of `message`) of the object at
     /// `depth`; notes a repeat in [`pending`](Self::pending).
     /// `plain`: the key is ASCII without escapes.
+    #[cfg_attr(feature = "speed", inline(always))]
     fn add(&mut self, depth: usize, message: &[u8], at: usize, key: &[u8], plain: bool) {
         let this = JsonStr::from_token(key);
         let hash = if plain {

@@ -28,7 +28,7 @@ impl Span {
     }
 
     /// The bytes of `message` it covers.
-    #[inline(never)]
+    #[inline]
     pub(crate) fn of<'m>(&self, message: &'m [u8]) -> &'m [u8] {
         let at = self.at as usize;
         message

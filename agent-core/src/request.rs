@@ -71,7 +71,8 @@ pub(crate) type Rejected<'a> = (EnvelopeError<'a>, Option<Value<'a>>);
 
 impl<'a, const ARGS: usize> Request<'a, ARGS> {
     /// Check the envelope of an accepted message.
-    #[inline(never)]
+    #[cfg_attr(not(feature = "speed"), inline(never))]
+    #[cfg_attr(feature = "speed", inline(always))]
     pub(crate) fn check(frame: Validated<'a, ARGS>) -> Result<Self, Rejected<'a>> {
         let record = frame.record();
         let message = frame.message();
@@ -79,9 +80,7 @@ impl<'a, const ARGS: usize> Request<'a, ARGS> {
             return Err((EnvelopeError::NotAnObject, None));
         }
         let (execute, arguments, id) = record.envelope();
-        let view = |member: Option<crate::record::Member>| {
-            member.and_then(|m| m.view(message)).map(|(_, value)| value)
-        };
+        let view = |member: Option<crate::record::Member>| member.map(|m| m.value(message));
         let id = view(id);
         if let Some(fault) = record.fault() {
             // qemu-ga reads `id` before checking the members, so every
@@ -107,7 +106,8 @@ impl<'a, const ARGS: usize> Request<'a, ARGS> {
     }
 
     /// The arguments, for the command's handler.
-    #[inline(never)]
+    #[cfg_attr(not(feature = "speed"), inline(never))]
+    #[cfg_attr(feature = "speed", inline(always))]
     pub(crate) fn args(&self) -> Args<'a> {
         let Some(object) = self.arguments else {
             return Args::empty();

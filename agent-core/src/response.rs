@@ -115,9 +115,15 @@ impl<'r> Reply<'r> {
 
     /// Start a successful reply; write the value with the returned writer,
     /// then call [`ReturnWriter::finish`].
-    pub fn ok(mut self) -> Result<ReturnWriter<'r>, SinkError> {
-        self.begin()?;
-        self.out.put(b"{\"return\": ")?;
+    pub fn ok(self) -> Result<ReturnWriter<'r>, SinkError> {
+        if let Some(begun) = self.begun {
+            begun.set(true);
+        }
+        // The sentinel and the head in one write.
+        const _: () = assert!(crate::SENTINEL == 0xFF);
+        let head = b"\xff{\"return\": ";
+        let skip = usize::from(!self.delimit);
+        self.out.put(head.get(skip..).unwrap_or_default())?;
         Ok(ReturnWriter {
             json: JsonWriter::new(self.out),
             id: self.id,
