@@ -67,9 +67,7 @@ fn echo<'a, T: Commands>(args: &Args<'a>, mut reply: Reply<'_>, delimit: bool) -
     if delimit {
         reply.delimit();
     }
-    let mut value = reply.ok()?;
-    value.i64(id)?;
-    Ok(value.finish()?)
+    Ok(reply.ok()?.finish_i64(id)?)
 }
 
 fn ping<'a, T: Commands>(_: &mut T, args: &Args<'a>, reply: Reply<'_>) -> Outcome<'a, T> {
@@ -133,6 +131,18 @@ mod tests {
         assert_eq!(
             answer(br#"{"execute":"guest-sync","arguments":{"id":-0}}"#),
             b"{\"return\": 0}\n"
+        );
+    }
+
+    #[test]
+    fn sync_echo_with_a_request_id() {
+        assert_eq!(
+            answer(br#"{"execute":"guest-sync","arguments":{"id":-42},"id":["x",1]}"#),
+            b"{\"return\": -42, \"id\": [\"x\", 1]}\n"
+        );
+        assert_eq!(
+            answer(br#"{"id":7,"execute":"guest-sync-delimited","arguments":{"id":0}}"#),
+            b"\xff{\"return\": 0, \"id\": 7}\n"
         );
     }
 

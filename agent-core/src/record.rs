@@ -28,7 +28,8 @@ impl Span {
     }
 
     /// The bytes of `message` it covers.
-    #[inline]
+    #[cfg_attr(not(feature = "speed"), inline(never))]
+    #[cfg_attr(feature = "speed", inline(always))]
     pub(crate) fn of<'m>(&self, message: &'m [u8]) -> &'m [u8] {
         let at = self.at as usize;
         message

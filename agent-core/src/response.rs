@@ -165,6 +165,22 @@ pub struct ReturnWriter<'r> {
 }
 
 impl<'r> ReturnWriter<'r> {
+    /// The value is integer `v`, and the reply ends (the sync commands'
+    /// answer: without an `id`, the digits and the end of the line go in
+    /// one write).
+    pub(crate) fn finish_i64(mut self, v: i64) -> Result<Replied, SinkError> {
+        let out = self.json.inner();
+        if v < 0 {
+            out.put(b"-")?;
+        }
+        let close = self.id.is_none();
+        crate::writer::write_decimal(out, v.unsigned_abs(), close)?;
+        if close {
+            return Ok(Replied { _sealed: () });
+        }
+        self.finish()
+    }
+
     /// End the reply: the `id` member, if any, the closing brace and the
     /// newline.
     pub fn finish(mut self) -> Result<Replied, SinkError> {

@@ -294,13 +294,13 @@ impl<'w> JsonWriter<'w> {
         if v < 0 {
             self.out.put(b"-")?;
         }
-        write_decimal(self.out, v.unsigned_abs())
+        write_decimal(self.out, v.unsigned_abs(), false)
     }
 
     /// An unsigned integer.
     pub fn u64(&mut self, v: u64) -> Result<(), SinkError> {
         self.before_value()?;
-        write_decimal(self.out, v)
+        write_decimal(self.out, v, false)
     }
 
     /// A floating-point number, as `%.17g` prints it.
@@ -597,14 +597,22 @@ pub(crate) fn fmt_decimal(f: &mut fmt::Formatter<'_>, v: u64) -> fmt::Result {
             Ok(())
         }
     }
-    write_decimal(&mut Digits(f), v).map_err(|_| fmt::Error)
+    write_decimal(&mut Digits(f), v, false).map_err(|_| fmt::Error)
 }
 
-/// `v` in decimal.
-fn write_decimal(out: &mut dyn Output, mut v: u64) -> Result<(), SinkError> {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    for slot in digits.iter_mut().rev() {
+/// `v` in decimal, and if `close`, `}` and the newline that end a reply,
+/// in one write.
+pub(crate) fn write_decimal(
+    out: &mut dyn Output,
+    mut v: u64,
+    close: bool,
+) -> Result<(), SinkError> {
+    let mut digits = [0u8; 22];
+    let [.., brace, newline] = &mut digits;
+    (*brace, *newline) = (b'}', b'\n');
+    let end = if close { digits.len() } else { 20 };
+    let mut start = 20usize;
+    while let Some(slot) = start.checked_sub(1).and_then(|i| digits.get_mut(i)) {
         let (q, d) = div_rem_10(v);
         *slot = b'0' | d;
         start = start.saturating_sub(1);
@@ -613,7 +621,7 @@ fn write_decimal(out: &mut dyn Output, mut v: u64) -> Result<(), SinkError> {
             break;
         }
     }
-    out.put(digits.get(start..).unwrap_or_default())
+    out.put(digits.get(start..end).unwrap_or_default())
 }
 
 /// Format `v` as C's `printf("%.17g", v)` (QEMU's double output).
