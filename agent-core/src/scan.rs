@@ -2,10 +2,11 @@
 //! attention (plain string content, plain ASCII, JSON-safe output), and
 //! how far a value of text the parser has accepted reaches.
 //!
-//! These are the only places where feature `speed` changes the code, and
-//! only in how they scan, never in what they return: with it, a run that
-//! goes past 64 bytes goes on in 64-byte blocks that compilers vectorise;
-//! without it, eight bytes at a time. Every function has a byte-at-a-time
+//! These are the only places where feature `speed` changes what the code
+//! does (elsewhere it only asks the compiler to inline the per-token
+//! path), and only in how they scan, never in what they return: with it, a
+//! run that goes past 64 bytes goes on in 64-byte blocks that compilers
+//! vectorise; without it, eight bytes at a time. Every function has a byte-at-a-time
 //! twin in the tests that it must agree with.
 //!
 //! The `*_unchecked` functions read text the parser accepted (a
