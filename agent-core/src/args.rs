@@ -430,9 +430,9 @@ impl<'a> Args<'a> {
     pub fn finish(&self) -> Result<(), ArgError<'a>> {
         let read = self.read.get();
         if let Source::Recorded { table, .. } = self.source {
-            // Every recorded member read (a bit each, up to 64 of them):
-            // nothing to look for.
-            // (No members: the shift wraps and the walk below answers.)
+            // Every recorded member read (one bit each, at most 64 of
+            // them): nothing to look for. With no members the shift wraps
+            // to all ones, and the walk below answers.
             let n = table.len();
             if n <= 64 && read == u64::MAX.wrapping_shr(64usize.wrapping_sub(n) as u32) {
                 return Ok(());

@@ -75,8 +75,9 @@
 //! Feature `speed` (enabled by agent-linux) makes the byte scans go 64
 //! bytes at a time on long runs (a file's base64) and inlines the
 //! per-token path (lexer step, token end, key table, envelope check), for
-//! about 1 KiB more code; it changes no answer. Feature `defmt` logs protocol errors
-//! through defmt and derives `defmt::Format` on the public types.
+//! about 1 KiB more code; it changes no answer. Feature `defmt` logs
+//! protocol errors through defmt and derives `defmt::Format` on the
+//! public types.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

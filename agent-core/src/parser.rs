@@ -695,8 +695,8 @@ fn check_string(raw: &[u8]) -> Result<bool, (Fault, Option<(usize, usize)>)> {
 /// matters), over the decoded characters so that `"a"` and `"\u0061"`
 /// agree: the length with the first and last characters. Constant time
 /// for plain keys, which is what almost every key is, and distinct for
-/// the keys one object usually has (names of different lengths or
-/// initials, numbered names).
+/// the keys one object usually has (names that differ in length, initial
+/// or final character).
 fn key_hash(key: &JsonStr<'_>) -> u32 {
     match key.plain() {
         Some(body) => plain_hash(body),
