@@ -811,33 +811,76 @@ fn quantile(times: &mut [Duration], q: f64) -> Duration {
     times[index]
 }
 
+/// A second guest booted with `append`, connected: more round-trip
+/// samples for [`idle_cpu_and_round_trip`], without idle figures.
+fn another_boot(arch: Arch, append: &str) -> (Guest, tests::Conn) {
+    let guest = Guest::boot_with(
+        arch,
+        &format!("rtt-{}", append.replace('=', "-")),
+        &Boot {
+            append: Some(append.into()),
+            ..Boot::default()
+        },
+    );
+    let mut conn = guest.connect();
+    conn.sync(1);
+    (guest, conn)
+}
+
+/// Boots of each mode whose round trips are sampled: where QEMU's threads
+/// land on the host's cores is decided at boot and can add tens of µs to
+/// a guest's every round trip (seen on x86_64), so one boot per mode is
+/// not enough.
+const ROUND_TRIP_BOOTS: usize = 2;
+
 /// Prints, asserts no figure: busy-waiting (the first guest's way, boot
 /// argument `qga.wait=poll`) against sleeping until an interrupt.
 ///
-/// The round trips are sampled in alternating batches with the other
-/// guest paused (QMP `stop`), so that both see the same host load and a
-/// polling guest does not take a core from the other; the median and the
-/// 90th percentile of every ping are printed (a mean is at the mercy of a
-/// few descheduled ones).
+/// The round trips are sampled on [`ROUND_TRIP_BOOTS`] boots of each
+/// mode, in alternating batches with every other guest paused (QMP
+/// `stop`), so that all see the same host load and a polling guest does
+/// not take a core from another; the median and the 90th percentile of
+/// every ping are printed (a mean is at the mercy of a few descheduled
+/// ones), and each boot's median.
 fn idle_cpu_and_round_trip(arch: Arch) {
-    let (polled, polled_closed, polled_silent, mut polled_conn) =
-        idle_figures(arch, "qga.wait=poll");
+    let (polled, polled_closed, polled_silent, polled_conn) = idle_figures(arch, "qga.wait=poll");
     polled.qmp_execute("stop");
-    let (sleeping, sleeping_closed, sleeping_silent, mut sleeping_conn) =
+    let (sleeping, sleeping_closed, sleeping_silent, sleeping_conn) =
         idle_figures(arch, "qga.wait=interrupt");
     sleeping.qmp_execute("stop");
-    let (mut polled_times, mut sleeping_times) = (Vec::new(), Vec::new());
+    // (mode, guest, its client, its round trips), modes alternating.
+    let mut guests = vec![
+        (0, polled, polled_conn, Vec::new()),
+        (1, sleeping, sleeping_conn, Vec::new()),
+    ];
+    for _ in 1..ROUND_TRIP_BOOTS {
+        for (mode, append) in [(0, "qga.wait=poll"), (1, "qga.wait=interrupt")] {
+            let (guest, conn) = another_boot(arch, append);
+            guest.qmp_execute("stop");
+            guests.push((mode, guest, conn, Vec::new()));
+        }
+    }
     for _ in 0..6 {
-        for (guest, conn, times) in [
-            (&polled, &mut polled_conn, &mut polled_times),
-            (&sleeping, &mut sleeping_conn, &mut sleeping_times),
-        ] {
+        for (_, guest, conn, times) in &mut guests {
             guest.qmp_execute("cont");
             ping_times(conn, 20);
             times.extend(ping_times(conn, 250));
             guest.qmp_execute("stop");
         }
     }
+    let mut per_boot = |mode: usize| -> Vec<f64> {
+        guests
+            .iter_mut()
+            .filter(|g| g.0 == mode)
+            .map(|g| quantile(&mut g.3, 0.5).as_secs_f64() * 1e6)
+            .collect()
+    };
+    let boot_medians = [per_boot(0), per_boot(1)];
+    let mut all = [Vec::new(), Vec::new()];
+    for (mode, _, _, times) in &guests {
+        all[*mode].extend_from_slice(times);
+    }
+    let [polled_times, sleeping_times] = &mut all;
     println!("{arch:?} guest, QEMU process CPU over 10 s idle (% of one host core) and guest-ping round trip:");
     println!("  {:<30} {:>12} {:>12}", "", "polled", "interrupts");
     println!(
@@ -852,10 +895,7 @@ fn idle_cpu_and_round_trip(arch: Arch) {
         ("guest-ping round trip, median", 0.5),
         ("  90th percentile", 0.9),
     ] {
-        let (p, s) = (
-            quantile(&mut polled_times, q),
-            quantile(&mut sleeping_times, q),
-        );
+        let (p, s) = (quantile(polled_times, q), quantile(sleeping_times, q));
         println!(
             "  {:<30} {:>10.1}µs {:>10.1}µs  ({:.2}×)",
             label,
@@ -864,6 +904,19 @@ fn idle_cpu_and_round_trip(arch: Arch) {
             s.as_secs_f64() / p.as_secs_f64()
         );
     }
+    let list = |medians: &[f64]| {
+        medians
+            .iter()
+            .map(|m| format!("{m:.1}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    println!(
+        "  {:<30} {:>12} {:>12}  (µs)",
+        "  median of each boot",
+        list(&boot_medians[0]),
+        list(&boot_medians[1])
+    );
 }
 
 /// One test per scenario for platform `$arch`, named
