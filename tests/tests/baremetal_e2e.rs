@@ -766,19 +766,9 @@ fn no_agent_port_fails_visibly(arch: Arch) {
 /// its QEMU's CPU use over 10 s with the host side closed and with a
 /// client connected and silent, and that client.
 fn idle_figures(arch: Arch, append: &str) -> (Guest, f64, f64, tests::Conn) {
-    let guest = Guest::boot_with(
-        arch,
-        &format!("idle-{}", append.replace('=', "-")),
-        &Boot {
-            append: Some(append.into()),
-            ..Boot::default()
-        },
-    );
-    {
-        // Up and serving; then nobody is connected.
-        let mut conn = guest.connect();
-        conn.sync(1);
-    }
+    // Up and serving; then nobody is connected.
+    let (guest, conn) = boot_connected(arch, "idle", append);
+    drop(conn);
     let window = Duration::from_secs(10);
     let cpu_share = |guest: &Guest| {
         std::thread::sleep(Duration::from_secs(1));
@@ -811,12 +801,12 @@ fn quantile(times: &mut [Duration], q: f64) -> Duration {
     times[index]
 }
 
-/// A second guest booted with `append`, connected: more round-trip
-/// samples for [`idle_cpu_and_round_trip`], without idle figures.
-fn another_boot(arch: Arch, append: &str) -> (Guest, tests::Conn) {
+/// A guest booted with `append` (its directory named for `purpose`), up
+/// and serving, with a client connected and synchronized.
+fn boot_connected(arch: Arch, purpose: &str, append: &str) -> (Guest, tests::Conn) {
     let guest = Guest::boot_with(
         arch,
-        &format!("rtt-{}", append.replace('=', "-")),
+        &format!("{purpose}-{}", append.replace('=', "-")),
         &Boot {
             append: Some(append.into()),
             ..Boot::default()
@@ -855,7 +845,7 @@ fn idle_cpu_and_round_trip(arch: Arch) {
     ];
     for _ in 1..ROUND_TRIP_BOOTS {
         for (mode, append) in [(0, "qga.wait=poll"), (1, "qga.wait=interrupt")] {
-            let (guest, conn) = another_boot(arch, append);
+            let (guest, conn) = boot_connected(arch, "rtt", append);
             guest.qmp_execute("stop");
             guests.push((mode, guest, conn, Vec::new()));
         }
